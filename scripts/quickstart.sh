@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The main job: show SWYCC on held-back crops of the embedded photo set (CPU, no download).
+# Extra arguments go to `swycc demo`, e.g. `--train` to train a fresh model for 8 minutes first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup_env.sh
+exec .venv/bin/swycc demo "$@"

@@ -1,0 +1,5 @@
+import sys
+
+from swycc.cli import main
+
+sys.exit(main())

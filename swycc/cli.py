@@ -1,0 +1,255 @@
+"""Command line: swycc {demo, train, reconstruct, encode, decode, eval, info}.
+
+Thin front: parses arguments, validates every input before writing anything, and turns a bad
+input into one ``swycc: error: ...`` line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from swycc.config import Config, get_preset, override, PRESETS
+
+EXIT_BAD_INPUT = 2
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    """Preset (or a config JSON), then explicit flags, then ``--set a.b=value`` overrides."""
+    if getattr(args, "config", None):
+        cfg = Config.from_json(Path(args.config).read_text())
+    else:
+        cfg = get_preset(args.preset)
+    flags = {"model.method": args.method, "data.path": args.data,
+             "train.batch_size": args.batch_size, "train.lr": args.lr,
+             "train.time_budget_s": args.time_budget, "train.bf16": True if args.bf16 else None,
+             "train.seed": args.seed, "train.total_steps": args.total_steps}
+    for key, value in flags.items():
+        if value is not None:
+            cfg = override(cfg, key, value)
+    if args.method == "gan":  # MAGVIT-v2 decoder: adaptive GroupNorm conditioned on z
+        cfg = override(cfg, "model.decoder.adaptive_norm", True)
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        value = _parse_value(value)
+        cfg = override(cfg, key, tuple(value) if isinstance(value, list) else value)
+    return Config.from_dict(cfg.to_dict())  # re-validate the whole tree
+
+
+def add_train_options(p: argparse.ArgumentParser, default_out: str) -> None:
+    p.add_argument("--preset", default="small", choices=list(PRESETS))
+    p.add_argument("--config", help="a config JSON (e.g. a run's config.json) instead of a preset")
+    p.add_argument("--method", choices=["swycc", "gan"])
+    p.add_argument("--data", help="image folder (default: the embedded photo set)")
+    p.add_argument("--out", default=default_out, help="run directory (re-run to resume)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--total-steps", type=int, help="length of the LR schedule")
+    p.add_argument("--max-steps", type=int, help="stop after this step (schedule unchanged)")
+    p.add_argument("--time-budget", type=float, help="seconds of training in this invocation")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast for the networks")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any option, e.g. --set train.ema_decay=0.999")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def add_sampling_options(p: argparse.ArgumentParser, samples: bool = True) -> None:
+    p.add_argument("--checkpoint", help="exported model dir or .safetensors "
+                   "(default: the small pretrained model shipped with swycc)")
+    p.add_argument("--steps", type=int, help="DDIM steps (default: the model's config)")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance w (default 0.5)")
+    if samples:
+        p.add_argument("--samples", type=int, default=1, help="samples per image")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+
+
+def load_model(args: argparse.Namespace):
+    from swycc.autoencoder import SWYCC
+    from swycc.pretrained import default_checkpoint
+
+    path = args.checkpoint or default_checkpoint()
+    return SWYCC.from_pretrained(path).to(args.device)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from swycc.train.loop import train
+
+    cfg = build_config(args)
+    res = train(cfg, args.out, device=args.device, max_steps=args.max_steps,
+                progress=not args.no_progress)
+    print(f"stopped at step {res.step} ({res.stopped_by}); non-finite steps skipped: "
+          f"{res.nonfinite_steps}; EMA export: {res.export}")
+    return 0
+
+
+def _load_images(paths: list[str]) -> list[torch.Tensor]:
+    from swycc.data import load_image
+
+    return [load_image(p) for p in paths]  # raises ImageError naming the file
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from swycc.data import save_image
+
+    images = _load_images(args.images)
+    model = load_model(args)
+    _check_samples(args.samples)
+    g = torch.Generator(device=args.device).manual_seed(args.seed)
+    out = Path(args.out)
+    for path, x in zip(args.images, images):
+        xs = model.reconstruct(x[None].to(args.device), args.steps, args.guidance,
+                               samples=args.samples, generator=g)[0]
+        for k in range(args.samples):
+            suffix = "" if args.samples == 1 else f"_s{k + 1}"
+            save_image(xs[k].cpu(), out / f"{Path(path).stem}{suffix}.png")
+    print(f"wrote {len(images) * args.samples} image(s) to {out}")
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from swycc.latents_io import LatentEntry, save_latents
+
+    images = _load_images(args.images)
+    model = load_model(args)
+    entries = [LatentEntry(Path(p).stem, tuple(x.shape[-2:]), model.encode(x[None])[0].detach())
+               for p, x in zip(args.images, images)]
+    save_latents(entries, args.out, model.config.to_json())
+    print(f"wrote latents of {len(entries)} image(s) to {args.out}")
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from swycc.data import save_image
+    from swycc.latents_io import load_latents
+
+    model = load_model(args)
+    _check_samples(args.samples)
+    entries = load_latents(args.latents, model.config.model.latent_channels)
+    g = torch.Generator(device=args.device).manual_seed(args.seed)
+    out = Path(args.out)
+    for e in entries:
+        xs = model.decode(e.z[None].to(args.device), args.steps, args.guidance,
+                          samples=args.samples, generator=g, size=e.size)[0]
+        for k in range(args.samples):
+            suffix = "" if args.samples == 1 else f"_s{k + 1}"
+            save_image(xs[k].cpu(), out / f"{e.name}{suffix}.png")
+    print(f"wrote {len(entries) * args.samples} image(s) to {out}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from swycc.autoencoder import SWYCC, read_config
+
+    cfg = read_config(args.checkpoint) if args.checkpoint else get_preset(args.preset)
+    if args.method:
+        cfg = override(cfg, "model.method", args.method)
+    with torch.device("meta"):  # counts without allocating weights
+        model = SWYCC(cfg)
+    parts = {"encoder": model.encoder, "D_Initial" if cfg.model.method == "swycc" else "decoder":
+             model.d_initial}
+    if model.d_refine is not None:
+        parts["D_Refine"] = model.d_refine
+    print(f"preset/config: {args.checkpoint or args.preset}  method: {cfg.model.method}  "
+          f"image size: {cfg.model.image_size}  latent: {cfg.model.latent_channels} x "
+          f"{cfg.model.image_size // cfg.model.encoder.downsample}^2")
+    for name, mod in parts.items():
+        print(f"{name:>10}: {sum(p.numel() for p in mod.parameters()) / 1e6:9.2f}M parameters")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from swycc.demo import run_demo
+
+    return run_demo(args, build_config(args) if args.train else None)
+
+
+def _check_samples(samples: int) -> None:
+    if samples < 1:
+        raise ValueError(f"--samples must be >= 1, got {samples}")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="swycc", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    p = sub.add_parser("demo", help="the quick start: held-out grid, variance map, metrics")
+    add_train_options(p, "runs/demo")
+    p.add_argument("--train", action="store_true",
+                   help="train a fresh model for --time-budget seconds first (default 480)")
+    p.add_argument("--checkpoint", help="model to show (default: the shipped pretrained one)")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--guidance", type=float, default=0.5)
+    p.add_argument("--samples", type=int, default=4)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="train an autoencoder (re-run the same command to resume)")
+    add_train_options(p, "runs/train")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("reconstruct", help="image files in, reconstructions out")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--out", required=True, help="output directory")
+    add_sampling_options(p)
+    p.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser("encode", help="image files in, one latents file out")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--out", required=True, help="latents file (.safetensors)")
+    add_sampling_options(p, samples=False)
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("decode", help="latents file in, images out")
+    p.add_argument("latents")
+    p.add_argument("--out", required=True, help="output directory")
+    add_sampling_options(p)
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("info", help="parameter counts of a preset or checkpoint (no weights)")
+    p.add_argument("--preset", default="small", choices=list(PRESETS))
+    p.add_argument("--checkpoint")
+    p.add_argument("--method", choices=["swycc", "gan"])
+    p.set_defaults(func=cmd_info)
+
+    try:
+        from swycc.evaluate import add_eval_arguments, run_eval
+    except ImportError:  # pragma: no cover - evaluation module not installed
+        pass
+    else:
+        p = sub.add_parser("eval", help="metrics of one or several checkpoints")
+        add_eval_arguments(p)
+        p.set_defaults(func=lambda a: run_eval(a))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    from swycc.errors import USER_ERRORS
+
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as e:
+        print(f"swycc: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("swycc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""The small pretrained SWYCC model shipped inside the package (trained on the embedded set)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from swycc.autoencoder import CheckpointError
+
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+DEFAULT_NAME = "small-swycc"
+
+
+def default_checkpoint() -> Path:
+    path = PRETRAINED_DIR / DEFAULT_NAME / "model.safetensors"
+    if not path.exists():
+        raise CheckpointError(
+            "no --checkpoint given and no pretrained model is shipped in this install "
+            f"({path}); train one with `swycc train` and pass --checkpoint RUN/export")
+    return path

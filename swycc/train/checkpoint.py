@@ -1,0 +1,109 @@
+"""Full training state as safetensors + JSON, written atomically; nothing is ever unpickled.
+
+A state is any nesting of dicts, lists and tuples whose leaves are tensors or JSON scalars
+(model/optimiser/EMA state dicts, step, RNG states, sampler position). Tensors go to
+``state.safetensors`` under their path ("optimizer/state/3/exp_avg"); the rest, with a marker
+where each tensor was, goes to ``state.json``. Each checkpoint is a directory ``step-NNNNNNNN``
+made under a temporary name and renamed into place; the ``latest`` file names the newest one
+and is itself replaced atomically, so a run killed at any instant resumes from a whole state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+_TENSOR = "__tensor__"
+
+
+def flatten(state: Any, prefix: str = "") -> tuple[Any, dict[str, torch.Tensor]]:
+    """Split ``state`` into a JSON-able skeleton and a flat {path: tensor} dict."""
+    tensors: dict[str, torch.Tensor] = {}
+
+    def walk(obj: Any, path: str) -> Any:
+        if isinstance(obj, torch.Tensor):
+            tensors[path] = obj.detach().cpu().contiguous()
+            return {_TENSOR: path}
+        if isinstance(obj, dict):
+            return {"__dict__": [[_key(k), walk(v, f"{path}/{k}")] for k, v in obj.items()]}
+        if isinstance(obj, (list, tuple)):
+            return {"__list__": [walk(v, f"{path}/{i}") for i, v in enumerate(obj)],
+                    "tuple": isinstance(obj, tuple)}
+        if obj is None or isinstance(obj, (bool, int, float, str)):
+            return obj
+        raise TypeError(f"cannot checkpoint a {type(obj).__name__} at {path or '/'}")
+
+    return walk(state, prefix), tensors
+
+
+def _key(k: Any) -> Any:
+    if isinstance(k, (str, int)):
+        return k
+    raise TypeError(f"checkpoint dict keys must be str or int, got {type(k).__name__}")
+
+
+def unflatten(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(skeleton, dict):
+        if _TENSOR in skeleton:
+            return tensors[skeleton[_TENSOR]]
+        if "__dict__" in skeleton:
+            return {k: unflatten(v, tensors) for k, v in skeleton["__dict__"]}
+        if "__list__" in skeleton:
+            items = [unflatten(v, tensors) for v in skeleton["__list__"]]
+            return tuple(items) if skeleton.get("tuple") else items
+    return skeleton
+
+
+class CheckpointDir:
+    """The checkpoints of one run directory; keeps the newest ``keep`` of them."""
+
+    def __init__(self, root: str | os.PathLike, keep: int = 2):
+        self.root = Path(root) / "checkpoints"
+        self.keep = keep
+
+    def latest(self) -> Path | None:
+        pointer = self.root / "latest"
+        if not pointer.exists():
+            return None
+        path = self.root / pointer.read_text().strip()
+        return path if (path / "state.json").exists() else None
+
+    def save(self, step: int, state: dict[str, Any]) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        name = f"step-{step:08d}"
+        final, tmp = self.root / name, self.root / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        skeleton, tensors = flatten(state)
+        save_file(tensors, str(tmp / "state.safetensors"))
+        (tmp / "state.json").write_text(json.dumps(skeleton))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        _write_atomic(self.root / "latest", name)
+        self._prune()
+        return final
+
+    def load(self, path: Path | None = None, device: str = "cpu") -> dict[str, Any] | None:
+        path = path or self.latest()
+        if path is None:
+            return None
+        skeleton = json.loads((path / "state.json").read_text())
+        tensors = load_file(str(path / "state.safetensors"), device=device)
+        return unflatten(skeleton, tensors)
+
+    def _prune(self) -> None:
+        done = sorted(p for p in self.root.glob("step-*") if p.is_dir())
+        for old in done[: -self.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,144 @@
+"""Training objectives. The SWYCC objective is eq. (3):
+
+    L_total = L_AE + lambda_p * L_perceptual(x, D_Initial(E(x))) + lambda_m * MSE(x, D_Initial(E(x)))
+
+with L_AE the v-parameterised diffusion loss of eq. (2), and D_Initial(E(x)) zeroed on a fraction
+``cond_dropout`` of examples so that the same D_Refine serves classifier-free guidance.
+
+Randomness (t, eps, dropout mask) is drawn for the *global* batch from a generator seeded by
+(seed, step), and each process / accumulation round takes its own rows, so N processes give the
+same update as one process with the same global batch, and a resumed run the same as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from swycc.autoencoder import SWYCC
+from swycc.config import Config, LossConfig
+from swycc.diffusion import add_noise, logsnr, v_loss, v_target
+
+
+@dataclass
+class NoiseDraw:
+    t: torch.Tensor  # (B,) in [0, 1]
+    eps: torch.Tensor  # (B, 3, H, W)
+    keep: torch.Tensor  # (B,) 1 = condition on D_Initial(z), 0 = dropped (CFG)
+
+
+def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed((seed * 1_000_003 + step) % (2**63 - 1))
+    return g
+
+
+def draw_noise(seed: int, step: int, rows: torch.Tensor, global_batch: int, shape: tuple,
+               cond_dropout: float, device: torch.device) -> NoiseDraw:
+    """The rows ``rows`` of the step's global draw of t ~ U[0, 1], eps ~ N(0, I), keep mask."""
+    g = step_generator(seed, step, device)
+    t = torch.rand(global_batch, generator=g, device=device)
+    keep = (torch.rand(global_batch, generator=g, device=device) >= cond_dropout).float()
+    eps = torch.randn((global_batch, *shape), generator=g, device=device)
+    rows = rows.to(device)
+    return NoiseDraw(t[rows], eps[rows], keep[rows])
+
+
+def autocast_for(device: torch.device, bf16: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+
+
+class SWYCCLoss(nn.Module):
+    """forward(x, noise) -> (total loss, logs). Wrap this module in DDP: the whole loss runs
+    inside the wrapped forward."""
+
+    def __init__(self, model: SWYCC, cfg: LossConfig, perceptual: nn.Module | None,
+                 predict_residual: bool = False, bf16: bool = False):
+        super().__init__()
+        self.model, self.cfg, self.perceptual = model, cfg, perceptual
+        self.predict_residual, self.bf16 = predict_residual, bf16
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
+                keep: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        m = self.model
+        with autocast_for(x.device, self.bf16):
+            x_init = m.d_initial(m.encoder(x)).float()
+            target = x - x_init.detach() if self.predict_residual else x
+            x_t = add_noise(target, t, eps)  # eq. (2): x_t = alpha_t x + sigma_t eps
+            cond = x_init * keep.view(-1, 1, 1, 1)
+            v_hat = m.d_refine(torch.cat([x_t, cond], dim=1), logsnr(t)).float()
+        l_ae = v_loss(v_hat, v_target(target, t, eps))
+        logs = {"loss_ae": l_ae.detach()}
+        total = l_ae
+        total, logs = add_initial_losses(total, logs, x, x_init, self.cfg, self.perceptual)
+        logs["loss"] = total.detach()
+        return total, logs
+
+
+def add_initial_losses(total: torch.Tensor, logs: dict, x: torch.Tensor, x_init: torch.Tensor,
+                       cfg: LossConfig, perceptual: nn.Module | None):
+    """+ lambda_m MSE(x, x_init) + lambda_p perceptual(x, x_init); a zero weight costs nothing."""
+    if cfg.mse_weight > 0:
+        l_mse = F.mse_loss(x_init, x)
+        total = total + cfg.mse_weight * l_mse
+        logs["loss_mse"] = l_mse.detach()
+    if cfg.perceptual_weight > 0:
+        assert perceptual is not None
+        l_p = perceptual(x_init, x)
+        total = total + cfg.perceptual_weight * l_p
+        logs["loss_perceptual"] = l_p.detach()
+    return total, logs
+
+
+def build_perceptual_loss(cfg: LossConfig, device: torch.device) -> nn.Module | None:
+    if cfg.perceptual_weight <= 0:
+        return None
+    from swycc.perceptual import PerceptualLoss, build_perceptual
+
+    return PerceptualLoss(build_perceptual(cfg.perceptual_net, cfg.perceptual_weights)).to(device)
+
+
+class SWYCCObjective:
+    """What the training loop needs from a method: the module to wrap in DDP, the parameters
+    to optimise and average, a loss for one micro-batch, and extra state for checkpoints."""
+
+    def __init__(self, cfg: Config, model: SWYCC, device: torch.device):
+        self.cfg, self.model, self.device = cfg, model, device
+        self.loss_module = SWYCCLoss(model, cfg.loss, build_perceptual_loss(cfg.loss, device),
+                                     cfg.model.unet.predict_residual, cfg.train.bf16)
+        self.wrapped: nn.Module = self.loss_module
+
+    def wrap(self, wrapper) -> None:
+        """``wrapper`` is e.g. ``lambda m: DDP(m)``; called once by the loop when distributed."""
+        self.wrapped = wrapper(self.loss_module)
+
+    def micro_loss(self, x: torch.Tensor, step: int, rows: torch.Tensor,
+                   global_batch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        noise = draw_noise(self.cfg.train.seed, step, rows, global_batch, tuple(x.shape[1:]),
+                           self.cfg.loss.cond_dropout, x.device)
+        return self.wrapped(x, noise.t, noise.eps, noise.keep)
+
+    def after_step(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        """Hook after the generator update (the GAN trains its discriminator here)."""
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def build_objective(cfg: Config, model: SWYCC, device: torch.device):
+    if cfg.model.method == "swycc":
+        return SWYCCObjective(cfg, model, device)
+    if cfg.model.method == "gan":
+        from swycc.train.gan_objective import GANObjective
+
+        return GANObjective(cfg, model, device)
+    raise ValueError(f"unknown method {cfg.model.method!r}")

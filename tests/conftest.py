@@ -1,0 +1,22 @@
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+torch.set_num_threads(2)
+
+
+@pytest.fixture
+def tiny_cfg():
+    """The tiny preset at test width, no perceptual net, small batch: seconds per step."""
+    from swycc.config import get_preset, override, shrink
+
+    cfg = shrink(get_preset("tiny"))
+    for key, value in [("loss.perceptual_weight", 0.0), ("train.batch_size", 4),
+                       ("train.warmup_steps", 2), ("train.total_steps", 1000),
+                       ("train.log_every", 1), ("train.checkpoint_every", 1000),
+                       ("train.sample_every", 0), ("data.train_crops", 64),
+                       ("data.held_out", 4)]:
+        cfg = override(cfg, key, value)
+    return cfg

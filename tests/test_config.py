@@ -1,0 +1,45 @@
+import pytest
+import torch
+
+from swycc.config import PRESETS, Config, get_preset, override, shrink
+from swycc.autoencoder import SWYCC
+
+
+def test_json_round_trip_every_preset():
+    for name, cfg in PRESETS.items():
+        assert Config.from_json(cfg.to_json()) == cfg, name
+
+
+def test_unknown_option_is_an_error():
+    d = get_preset("tiny").to_dict()
+    d["train"]["learning_rate"] = 1.0
+    with pytest.raises(ValueError, match="learning_rate"):
+        Config.from_dict(d)
+    with pytest.raises(ValueError, match="lrr"):
+        override(get_preset("tiny"), "train.lrr", 1.0)
+    with pytest.raises(ValueError, match="unknown preset"):
+        get_preset("huge")
+
+
+def test_override_nested():
+    cfg = override(get_preset("tiny"), "model.unet.base_channels", 7)
+    assert cfg.model.unet.base_channels == 7
+    assert get_preset("tiny").model.unet.base_channels != 7
+
+
+def _count(module):
+    return sum(p.numel() for p in module.parameters()) / 1e6
+
+
+def test_paper_parameter_counts_match_table3():
+    with torch.device("meta"):
+        m = SWYCC(get_preset("paper"))
+    for got, want in [(_count(m.encoder), 49.4), (_count(m.d_initial), 63.4),
+                      (_count(m.d_refine), 614.1)]:
+        assert abs(got - want) / want < 0.10, (got, want)
+
+
+def test_shrink_keeps_structure():
+    cfg = shrink(get_preset("paper"), width=8)
+    assert cfg.model.unet.channel_mults == get_preset("paper").model.unet.channel_mults
+    assert cfg.model.encoder.base_channels == 8
