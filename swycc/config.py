@@ -105,6 +105,7 @@ class TrainConfig:
     total_steps: int = 1_000_000  # cosine decay to 0 at this step
     weight_decay: float = 0.0  # 0 -> plain Adam
     betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
     grad_clip: float = 1.0  # global norm
     ema_decay: float = 0.9999
     ema_warmup: int = 0  # ramp the EMA decay: min(decay, (1 + n) / (10 + n)) for n < ema_warmup
@@ -196,6 +197,8 @@ def _cpu_preset(size: int, enc: int, dec: int, unet: int, mults: tuple[int, ...]
                             attn_resolutions=attn, input_patch=1, head_channels=32, num_groups=8,
                             emb_channels=4 * unet),
         ),
+        # GAN discriminator at half the decoder's width, as in `paper` (64 vs 128), >= 16
+        loss=LossConfig(disc_base_channels=max(16, dec // 2)),
         train=TrainConfig(batch_size=batch, lr=3e-4, warmup_steps=200, total_steps=20_000,
                           ema_decay=0.999, ema_warmup=2000, log_every=10, checkpoint_every=100,
                           sample_every=500),
@@ -225,7 +228,7 @@ def get_preset(name: str) -> Config:
 def shrink(cfg: Config, width: int = 8) -> Config:
     """The same structure at a tiny width, for shape tests of every preset."""
     m = cfg.model
-    return replace(cfg, model=replace(
+    return replace(cfg, loss=replace(cfg.loss, disc_base_channels=width), model=replace(
         m,
         encoder=replace(m.encoder, base_channels=width, num_groups=4),
         decoder=replace(m.decoder, base_channels=width, num_groups=4),

@@ -54,8 +54,9 @@ def lr_at(step: int, tc: TrainConfig) -> float:
 
 def make_optimizer(params, tc: TrainConfig) -> torch.optim.Optimizer:
     if tc.weight_decay > 0:
-        return torch.optim.AdamW(params, lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
-    return torch.optim.Adam(params, lr=tc.lr, betas=tc.betas)
+        return torch.optim.AdamW(params, lr=tc.lr, betas=tc.betas, eps=tc.adam_eps,
+                                 weight_decay=tc.weight_decay)
+    return torch.optim.Adam(params, lr=tc.lr, betas=tc.betas, eps=tc.adam_eps)
 
 
 def check_run_dir(out: Path, cfg: Config, info: DistInfo) -> None:

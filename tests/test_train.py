@@ -1,0 +1,152 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from swycc.config import TrainConfig, override
+from swycc.train.loop import lr_at, train
+from swycc.train.objectives import draw_noise
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def image_dir(tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        # smooth colour gradients + a little texture: learnable in a few dozen steps
+        yy, xx = np.mgrid[0:40, 0:44] / 40.0
+        img = np.stack([xx * (i + 1) % 1, yy, 0.5 + 0.3 * np.sin(6 * xx + i)], -1)
+        img = img + 0.05 * rng.standard_normal(img.shape)
+        Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(d / f"{i}.png")
+    return d
+
+
+def _cfg(base, image_dir, **over):
+    cfg = override(base, "data.path", str(image_dir))
+    for k, v in over.items():
+        cfg = override(cfg, k.replace("__", "."), v)
+    return cfg
+
+
+def test_lr_schedule_warmup_then_cosine():
+    tc = TrainConfig(lr=1.0, warmup_steps=10, total_steps=110)
+    assert lr_at(0, tc) == pytest.approx(0.1)
+    assert lr_at(9, tc) == pytest.approx(1.0)
+    assert lr_at(60, tc) == pytest.approx(0.5)
+    assert lr_at(110, tc) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_conditioning_dropout_rate():
+    keep = torch.cat([draw_noise(0, s, torch.arange(1000), 1000, (1, 1, 1), 0.1,
+                                 torch.device("cpu")).keep for s in range(100)])
+    assert abs(1 - keep.mean().item() - 0.1) < 0.005  # 100k draws: std 0.001
+    assert set(keep.unique().tolist()) == {0.0, 1.0}
+
+
+def test_loss_falls_when_overfitting(tiny_cfg, image_dir, tmp_path):
+    cfg = _cfg(tiny_cfg, image_dir, train__lr=2e-3, train__warmup_steps=5)
+    train(cfg, tmp_path / "run", max_steps=60, progress=False)
+    recs = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    first = np.mean([r["loss"] for r in recs[:5]])
+    last = np.mean([r["loss"] for r in recs[-5:]])
+    assert last < 0.6 * first, (first, last)
+
+
+def _weights(run):
+    return load_file(str(run / "export" / "model.safetensors"))
+
+
+def test_interrupted_run_resumes_exactly(tiny_cfg, image_dir, tmp_path):
+    cfg = _cfg(tiny_cfg, image_dir)
+    train(cfg, tmp_path / "a", max_steps=6, progress=False)
+    train(cfg, tmp_path / "b", max_steps=3, progress=False)  # "killed" after step 3
+    res = train(cfg, tmp_path / "b", max_steps=6, progress=False)  # the same command again
+    assert res.step == 6
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    steps = [json.loads(ln)["step"] for ln in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))
+
+
+def test_resume_refuses_another_model(tiny_cfg, image_dir, tmp_path):
+    from swycc.train.loop import ConfigMismatchError
+
+    train(_cfg(tiny_cfg, image_dir), tmp_path / "r", max_steps=1, progress=False)
+    with pytest.raises(ConfigMismatchError, match="another model config"):
+        train(_cfg(tiny_cfg, image_dir, model__encoder__latent_channels=4), tmp_path / "r",
+              max_steps=2, progress=False)
+
+
+def test_nonfinite_loss_skips_step_and_run_survives(tiny_cfg, image_dir, tmp_path, monkeypatch):
+    from swycc.train import objectives
+
+    real = objectives.SWYCCObjective.micro_loss
+
+    def flaky(self, x, step, rows, global_batch):
+        loss, logs = real(self, x, step, rows, global_batch)
+        return (loss * float("nan") if step == 2 else loss), logs
+
+    monkeypatch.setattr(objectives.SWYCCObjective, "micro_loss", flaky)
+    res = train(_cfg(tiny_cfg, image_dir), tmp_path / "n", max_steps=5, progress=False)
+    assert res.step == 5 and res.nonfinite_steps == 1
+    assert all(torch.isfinite(v).all() for v in _weights(tmp_path / "n").values())
+
+
+# Adam divides by sqrt(v): for parameters whose true gradient is ~0 (e.g. a conv bias right
+# before a GroupNorm) it turns float rounding noise into full-size steps. The equivalence
+# tests therefore use a large Adam eps, which makes the update linear in the gradient, so a
+# difference in the gradients themselves would show and rounding noise would not.
+LINEAR_ADAM = {"train__adam_eps": 1.0, "train__lr": 0.05}
+
+
+def test_grad_accumulation_matches_full_batch(tiny_cfg, image_dir, tmp_path):
+    cfg = _cfg(tiny_cfg, image_dir, **LINEAR_ADAM)
+    train(cfg, tmp_path / "full", max_steps=2, progress=False)
+    train(override(cfg, "train.grad_accum", 2), tmp_path / "acc", max_steps=2, progress=False)
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "acc")
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+
+
+def _cli_train(args, env_extra=None):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_two_process_ddp_equals_one_process(image_dir, tmp_path):
+    common = ["train", "--preset", "tiny", "--data", str(image_dir), "--max-steps", "3",
+              "--batch-size", "4", "--no-progress", "--set", "loss.perceptual_weight=0",
+              "--set", "model.encoder.base_channels=8", "--set", "model.decoder.base_channels=8",
+              "--set", "model.unet.base_channels=8", "--set", "train.warmup_steps=2",
+              "--set", "train.adam_eps=1.0", "--lr", "0.05"]
+    one = _cli_train(["-m", "swycc", *common, "--out", str(tmp_path / "one")])
+    assert one.returncode == 0, one.stderr
+    two = _cli_train(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                      "-m", "swycc", *common, "--out", str(tmp_path / "two")])
+    assert two.returncode == 0, two.stderr
+    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+    init = _initial_weights(common)
+    assert any(not torch.allclose(a[k], init[k], atol=1e-4) for k in a)  # training did move
+
+
+def _initial_weights(common):
+    from swycc.autoencoder import SWYCC
+    from swycc.cli import build_config, make_parser
+
+    args = make_parser().parse_args([*common, "--out", "unused"])
+    torch.manual_seed(0)
+    return SWYCC(build_config(args)).state_dict()
