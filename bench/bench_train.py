@@ -17,7 +17,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from swycc.autoencoder import SWYCC
-from swycc.config import Config, get_preset, override
+from swycc.config import Config, get_preset, override, with_method
 from swycc.train.ema import EMA
 from swycc.train.loop import make_optimizer
 from swycc.train.objectives import build_objective
@@ -80,13 +80,12 @@ def bench_preset(name: str, peak: float, methods: list[str], decode_steps: int) 
     b, s = base.train.batch_size, base.model.image_size
     res: dict = {"preset": name, "image_size": s, "batch": b}
     for method in methods:
-        cfg = override(base, "model.method", method)
-        if method == "gan":
-            cfg = override(cfg, "model.decoder.adaptive_norm", True)
+        cfg = with_method(base, method)
+        if method == "gan":  # time the full GAN step, discriminator included
             cfg = override(cfg, "loss.adversarial_start", 0)
-        model, fwd_bwd, step = training_step(cfg)
+        model, _, step = training_step(cfg)
         sec = timed(step)
-        flops = flops_of(fwd_bwd)
+        flops = flops_of(step)  # convolutions and matmuls of the whole step (GAN: + D step)
         res[f"{method}_train_img_s"] = b / sec
         res[f"{method}_train_gflops"] = flops / sec / 1e9
         res[f"{method}_train_pct_peak"] = 100 * flops / sec / 1e9 / peak
@@ -156,6 +155,7 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # as the training loop does
     peak = matmul_peak()
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     print(f"machine: {machine}; torch {torch.__version__}; fp32 matmul peak {peak:.1f} GFLOP/s")

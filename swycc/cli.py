@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from swycc.config import Config, get_preset, override, PRESETS
+from swycc.config import PRESETS, Config, get_preset, override, with_method
 
 EXIT_BAD_INPUT = 2
 
@@ -31,15 +31,15 @@ def build_config(args: argparse.Namespace) -> Config:
         cfg = Config.from_json(Path(args.config).read_text())
     else:
         cfg = get_preset(args.preset)
-    flags = {"model.method": args.method, "data.path": args.data,
+    if args.method:
+        cfg = with_method(cfg, args.method)
+    flags = {"data.path": args.data,
              "train.batch_size": args.batch_size, "train.lr": args.lr,
              "train.time_budget_s": args.time_budget, "train.bf16": True if args.bf16 else None,
              "train.seed": args.seed, "train.total_steps": args.total_steps}
     for key, value in flags.items():
         if value is not None:
             cfg = override(cfg, key, value)
-    if args.method == "gan":  # MAGVIT-v2 decoder: adaptive GroupNorm conditioned on z
-        cfg = override(cfg, "model.decoder.adaptive_norm", True)
     for item in args.set or []:
         key, sep, value = item.partition("=")
         if not sep:
@@ -158,7 +158,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     cfg = read_config(args.checkpoint) if args.checkpoint else get_preset(args.preset)
     if args.method:
-        cfg = override(cfg, "model.method", args.method)
+        cfg = with_method(cfg, args.method)
     with torch.device("meta"):  # counts without allocating weights
         model = SWYCC(cfg)
     parts = {"encoder": model.encoder, "D_Initial" if cfg.model.method == "swycc" else "decoder":

@@ -225,6 +225,15 @@ def get_preset(name: str) -> Config:
     return PRESETS[name]
 
 
+def with_method(cfg: Config, method: str) -> Config:
+    """Switch method; the GAN decoder gets MAGVIT-v2's adaptive GroupNorm (conditioned on z)."""
+    if method not in ("swycc", "gan"):
+        raise ValueError(f"method must be 'swycc' or 'gan', got {method!r}")
+    m = replace(cfg.model, method=method,
+                decoder=replace(cfg.model.decoder, adaptive_norm=method == "gan"))
+    return replace(cfg, model=m)
+
+
 def shrink(cfg: Config, width: int = 8) -> Config:
     """The same structure at a tiny width, for shape tests of every preset."""
     m = cfg.model
