@@ -69,12 +69,17 @@ class SWYCC(nn.Module):
         model.load_state_dict(state)
         return model.eval()
 
-    def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write ``path/model.safetensors`` (config JSON in the metadata), atomically."""
+    def save_pretrained(self, path: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+        """Write ``path/model.safetensors`` (config JSON in the metadata), atomically.
+
+        ``dtype`` (e.g. torch.float16) stores floating-point weights at that precision to halve
+        the file; loading always restores float32 modules.
+        """
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
         file = out / WEIGHTS_NAME
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v)
+                 .detach().contiguous().cpu() for k, v in self.state_dict().items()}
         tmp = file.with_suffix(".tmp")
         save_file(state, str(tmp), metadata={"format": "swycc", "config": self.config.to_json()})
         os.replace(tmp, file)

@@ -77,3 +77,11 @@ def test_checkpoint_of_another_config_is_refused(tmp_path):
               metadata={"format": "swycc", "config": json.dumps(other.to_dict())})
     with pytest.raises(CheckpointError, match="do not match"):
         SWYCC.from_pretrained(tmp_path / "x.safetensors")
+
+
+def test_half_precision_export_loads_as_float32(tmp_path):
+    m = _model()
+    m.save_pretrained(tmp_path, dtype=torch.float16)
+    m2 = SWYCC.from_pretrained(tmp_path)
+    w, w2 = m.encoder.conv_in.weight, m2.encoder.conv_in.weight
+    assert w2.dtype == torch.float32 and torch.equal(w2, w.half().float())

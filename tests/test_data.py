@@ -1,0 +1,120 @@
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from swycc.config import DataConfig
+from swycc.data import (ImageError, ImageFolderDataset, ResumableSampler, build_dataset,
+                        center_crop_square, load_image, make_loader, save_image)
+from swycc.embedded import HELD_OUT_FRACTION, EmbeddedCropDataset, embedded_photos, train_width
+
+
+def test_modes_convert_to_rgb(tmp_path):
+    a16 = (np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000)
+    Image.fromarray(a16).save(tmp_path / "g16.png")  # 16-bit greyscale PNG
+    x = load_image(tmp_path / "g16.png")
+    assert x.shape == (3, 3, 4)
+    want = np.clip(np.round(a16 / 257.0), 0, 255)
+    assert np.allclose((x[0].numpy() + 1) * 127.5, want, atol=1e-3)
+    Image.fromarray(np.full((2, 2), 200, np.uint8)).save(tmp_path / "g.png")
+    assert torch.allclose(load_image(tmp_path / "g.png"), torch.full((3, 2, 2), 200 / 127.5 - 1))
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 255, 0  # fully transparent red -> white background
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    assert torch.allclose(load_image(tmp_path / "a.png"), torch.ones(3, 2, 2))
+    pal = Image.new("P", (2, 2))
+    pal.putpalette([0, 0, 255] + [0] * 765)
+    pal.save(tmp_path / "p.png")
+    assert torch.allclose(load_image(tmp_path / "p.png")[:, 0, 0], torch.tensor([-1.0, -1.0, 1.0]))
+
+
+def test_load_errors_name_the_file(tmp_path):
+    with pytest.raises(ImageError, match="nope.png: file not found"):
+        load_image(tmp_path / "nope.png")
+    (tmp_path / "x.jpg").write_bytes(b"\x00garbage")
+    with pytest.raises(ImageError, match="x.jpg: not a readable image"):
+        load_image(tmp_path / "x.jpg")
+
+
+def test_save_round_trip(tmp_path):
+    x = torch.rand(3, 5, 7) * 2 - 1
+    save_image(x, tmp_path / "o" / "x.png")
+    y = load_image(tmp_path / "o" / "x.png")
+    assert (x - y).abs().max() <= 1 / 127.5 + 1e-6
+    assert not list((tmp_path / "o").glob(".*tmp"))
+
+
+def _folder(tmp_path):
+    rng = np.random.default_rng(0)
+    for cls in ("cats", "dogs"):
+        (tmp_path / cls).mkdir()
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(
+                tmp_path / cls / f"{i}.png")
+    (tmp_path / "dogs" / "broken.jpg").write_bytes(b"not an image")
+    return tmp_path
+
+
+def test_folder_labels_skips_corrupt_and_deterministic_crops(tmp_path):
+    ds = ImageFolderDataset(_folder(tmp_path), 16, train=True, labels=True, seed=3)
+    assert ds.classes == ["cats", "dogs"] and len(ds) == 5
+    labels = []
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        for i in range(len(ds)):
+            x, y = ds[(0, i)]
+            assert x.shape == (3, 16, 16)
+            labels.append(y)
+    assert ds.skipped == 1 and sorted(set(labels)) == [0, 1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert torch.equal(ds[(2, 1)][0], ds[(2, 1)][0])
+        assert not torch.equal(ds[(2, 1)][0], ds[(3, 1)][0])
+
+
+def test_eval_centre_crop_is_exact():
+    x = torch.arange(2 * 4 * 6, dtype=torch.float32).reshape(2, 4, 6).expand(3, 2, 4, 6)[:, 0]
+    assert torch.equal(center_crop_square(x, 4), x[:, :, 1:5])
+
+
+def test_embedded_set_offline_and_heldout_disjoint():
+    names = [n for n, _ in embedded_photos()]
+    assert len(names) >= 8 and "astronaut" in names
+    held = EmbeddedCropDataset(32, "heldout", held_out=16)
+    assert len(held) == 16
+    a = torch.stack([held[i][0] for i in range(16)])
+    b = torch.stack([EmbeddedCropDataset(32, "heldout", held_out=16)[i][0] for i in range(16)])
+    assert torch.equal(a, b)
+    for k, top, left, side in held.boxes:
+        w = held.photos[k].shape[-1]
+        assert left >= train_width(w)  # inside the reserved right-most strip
+        assert left + side <= w
+    assert abs(1 - train_width(1000) / 1000 - HELD_OUT_FRACTION) < 0.01
+    train = EmbeddedCropDataset(32, "train", train_crops=10)
+    assert len(train) == 10 and train[(0, 3)][0].shape == (3, 32, 32)
+    assert torch.equal(train[(1, 3)][0], train[(1, 3)][0])
+
+
+def test_sampler_resume_and_ranks():
+    s = ResumableSampler(10, seed=1)
+    full = [k for _, k in zip(range(25), iter(s))]
+    s2 = ResumableSampler(10, seed=1)
+    s2.advance(7)
+    state = s2.state_dict()
+    s3 = ResumableSampler(10, seed=1)
+    s3.load_state_dict(state)
+    assert [k for _, k in zip(range(18), iter(s3))] == full[7:]
+    r0 = ResumableSampler(10, seed=1, rank=0, world_size=2)
+    r1 = ResumableSampler(10, seed=1, rank=1, world_size=2)
+    epoch0 = [i for _, i in full[:10]]
+    assert r0.epoch_indices(0) == epoch0[0::2] and r1.epoch_indices(0) == epoch0[1::2]
+
+
+def test_loader_batches_and_build_dataset(tmp_path):
+    ds = build_dataset(DataConfig(path=None, held_out=4, train_crops=8), 16, train=True)
+    it = make_loader(ds, 3, ResumableSampler(len(ds), 0))
+    x, y = next(it)
+    assert x.shape == (3, 3, 16, 16) and y.tolist() == [-1, -1, -1]
+    with pytest.raises(ImageError, match="no such image folder"):
+        build_dataset(DataConfig(path=str(tmp_path / "missing")), 16, train=True)
