@@ -3,8 +3,8 @@ import os
 import pytest
 import torch
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
-torch.set_num_threads(2)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)  # tiny tests gain nothing from threads; shared cores lose a lot
 
 
 @pytest.fixture
