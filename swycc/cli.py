@@ -104,9 +104,16 @@ def _load_images(paths: list[str]) -> list[torch.Tensor]:
     return [load_image(p) for p in paths]  # raises ImageError naming the file
 
 
-def cmd_reconstruct(args: argparse.Namespace) -> int:
+def _save_samples(xs: torch.Tensor, out: Path, stem: str) -> None:
+    """(S, 3, H, W) -> out/stem.png, or out/stem_s1.png ... when S > 1."""
     from swycc.data import save_image
 
+    for k in range(xs.shape[0]):
+        suffix = "" if xs.shape[0] == 1 else f"_s{k + 1}"
+        save_image(xs[k].cpu(), out / f"{stem}{suffix}.png")
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
     images = _load_images(args.images)
     model = load_model(args)
     _check_samples(args.samples)
@@ -115,9 +122,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     for path, x in zip(args.images, images):
         xs = model.reconstruct(x[None].to(args.device), args.steps, args.guidance,
                                samples=args.samples, generator=g)[0]
-        for k in range(args.samples):
-            suffix = "" if args.samples == 1 else f"_s{k + 1}"
-            save_image(xs[k].cpu(), out / f"{Path(path).stem}{suffix}.png")
+        _save_samples(xs, out, Path(path).stem)
     print(f"wrote {len(images) * args.samples} image(s) to {out}")
     return 0
 
@@ -127,7 +132,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     images = _load_images(args.images)
     model = load_model(args)
-    entries = [LatentEntry(Path(p).stem, tuple(x.shape[-2:]), model.encode(x[None])[0].detach())
+    entries = [LatentEntry(Path(p).stem, tuple(x.shape[-2:]), model.encode(x[None].to(args.device))[0].cpu())
                for p, x in zip(args.images, images)]
     save_latents(entries, args.out, model.config.to_json())
     print(f"wrote latents of {len(entries)} image(s) to {args.out}")
@@ -135,7 +140,6 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    from swycc.data import save_image
     from swycc.latents_io import load_latents
 
     model = load_model(args)
@@ -146,9 +150,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     for e in entries:
         xs = model.decode(e.z[None].to(args.device), args.steps, args.guidance,
                           samples=args.samples, generator=g, size=e.size)[0]
-        for k in range(args.samples):
-            suffix = "" if args.samples == 1 else f"_s{k + 1}"
-            save_image(xs[k].cpu(), out / f"{e.name}{suffix}.png")
+        _save_samples(xs, out, e.name)
     print(f"wrote {len(entries) * args.samples} image(s) to {out}")
     return 0
 

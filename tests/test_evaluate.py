@@ -11,16 +11,6 @@ from swycc import evaluate as E
 from swycc.metrics import maths
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny ops: with 2 OpenMP threads on 2 shared cores, waiting on a descheduled thread made
-    these tests 40-100x slower (0.14 s -> 5-22 s); one thread is stable."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class CountingNet(nn.Module):
     """A cheap stand-in extractor (mean colour + spread): counts the images it sees."""
 

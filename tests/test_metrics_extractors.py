@@ -16,16 +16,6 @@ from swycc.metrics.inception import FIDInceptionV3, _avg3, load_inception
 from swycc.metrics.maths import quantize_uint8
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny ops: with 2 OpenMP threads on 2 shared cores, waiting on a descheduled thread made
-    these tests 40-100x slower (0.14 s -> 5-22 s); one thread is stable."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _count(m):
     return sum(p.numel() for p in m.parameters())
 

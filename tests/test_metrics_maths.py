@@ -13,16 +13,6 @@ from sklearn.metrics.pairwise import rbf_kernel
 from swycc.metrics import maths
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny ops: with 2 OpenMP threads on 2 shared cores, waiting on a descheduled thread made
-    these tests 40-100x slower (0.14 s -> 5-22 s); one thread is stable."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _images(seed=0, n=3, h=40, w=37, noise=0.3):
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(n, 3, h, w, generator=g) * 2 - 1
