@@ -94,6 +94,7 @@ def bench_preset(name: str, peak: float, methods: list[str], decode_steps: int) 
             _, _, step_np = training_step(no_p)
             res["perceptual_share_of_step"] = 1 - timed(step_np) / sec
             res.update(bench_decode(model, s, decode_steps))
+            res.update(bench_eval(model, decode_steps=10))
             res.update(bench_unet_vs_diffusers(model, b, s))
     return res
 
@@ -106,6 +107,15 @@ def bench_decode(model: SWYCC, s: int, steps: int, n: int = 4) -> dict:
     one = timed(lambda: model.decode(z, steps=1, guidance=0.5, generator=g), 1, 3)
     return {"decode_ms_per_image_per_step": 1000 * one / n,
             f"decode_ms_per_image_{steps}_steps": 1000 * one * steps / n}
+
+
+def bench_eval(model: SWYCC, decode_steps: int) -> dict:
+    """`swycc eval` throughput: reconstruction (DDIM) + PSNR, SSIM and the three proxies."""
+    from swycc.evaluate import eval_images_per_second
+
+    model.eval()
+    return {f"eval_img_s_{decode_steps}_steps": eval_images_per_second(
+        model, num_images=32, batch_size=16, steps=decode_steps)}
 
 
 def bench_unet_vs_diffusers(model: SWYCC, b: int, s: int) -> dict:
@@ -173,8 +183,8 @@ def main() -> None:
 
 def print_table(results: dict) -> None:
     print(f"\n| preset | px | batch | SWYCC img/s | GFLOP/s (% peak) | GAN img/s | perceptual share "
-          f"| decode ms/img/step | U-Net vs diffusers (per FLOP) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          f"| decode ms/img/step | U-Net vs diffusers (per FLOP) | eval img/s (10 steps) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results["presets"]:
         print(f"| {r['preset']} | {r['image_size']} | {r['batch']} "
               f"| {r.get('swycc_train_img_s', float('nan')):.1f} "
@@ -183,7 +193,8 @@ def print_table(results: dict) -> None:
               f"| {r.get('gan_train_img_s', float('nan')):.1f} "
               f"| {100 * r.get('perceptual_share_of_step', float('nan')):.0f}% "
               f"| {r.get('decode_ms_per_image_per_step', float('nan')):.1f} "
-              f"| {r.get('unet_speed_vs_diffusers_per_flop', float('nan')):.2f}x |")
+              f"| {r.get('unet_speed_vs_diffusers_per_flop', float('nan')):.2f}x "
+              f"| {r.get('eval_img_s_10_steps', float('nan')):.1f} |")
 
 
 if __name__ == "__main__":

@@ -71,10 +71,14 @@ def show_heldout(model: SWYCC, out: Path, steps: int, guidance: float, samples: 
     stats = sample_statistics(x, initial, xs, net)
     stats.update(steps=steps, guidance=guidance, seed=seed, method=model.config.model.method)
     k = min(rows, x.shape[0])
-    grid = [[x[i].cpu(), initial[i].cpu(), *[xs[i, s].cpu() for s in range(samples)]]
-            for i in range(k)]
-    save_grid(grid, out / "grid.png",
-              labels=["original", "D_Initial", *[f"sample {s + 1}" for s in range(samples)]])
+    if model.d_refine is None:  # GAN: one deterministic reconstruction, nothing to sample
+        grid = [[x[i].cpu(), initial[i].cpu()] for i in range(k)]
+        labels = ["original", "GAN decoder"]
+    else:
+        grid = [[x[i].cpu(), initial[i].cpu(), *[xs[i, s].cpu() for s in range(samples)]]
+                for i in range(k)]
+        labels = ["original", "D_Initial", *[f"sample {s + 1}" for s in range(samples)]]
+    save_grid(grid, out / "grid.png", labels=labels)
     save_variance_panel(x[:4].cpu(), xs[:4].cpu(), out / "variance.png")
     return stats
 

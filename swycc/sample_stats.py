@@ -45,8 +45,8 @@ def sample_statistics(x: torch.Tensor, initial: torch.Tensor, samples: torch.Ten
     stats["gradient_energy_original"] = g_orig
     stats["gradient_energy_ratio_initial"] = float(gradient_energy(initial).mean()) / g_orig
     stats["gradient_energy_ratio_samples"] = float(gradient_energy(flat).mean()) / g_orig
-    if s > 1:
-        var = torch.stack([torch.as_tensor(variance_heatmap(samples[i])) for i in range(n)])
+    var = torch.stack([variance_heatmap(samples[i]) for i in range(n)])
+    if s > 1 and bool(var.max() > 0):  # a deterministic decoder has nothing to correlate
         stats["sample_std_mean"] = float(var.clamp_min(0).sqrt().mean())
         stats["variance_texture_correlation"] = pearson(var, local_gradient_energy(x))
     return stats

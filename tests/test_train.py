@@ -150,3 +150,11 @@ def _initial_weights(common):
     args = make_parser().parse_args([*common, "--out", "unused"])
     torch.manual_seed(0)
     return SWYCC(build_config(args)).state_dict()
+
+
+def test_bf16_autocast_trains_finite(tiny_cfg, image_dir, tmp_path):
+    res = train(_cfg(tiny_cfg, image_dir, train__bf16=True), tmp_path / "bf", max_steps=2,
+                progress=False)
+    assert res.nonfinite_steps == 0
+    w = _weights(tmp_path / "bf")
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in w.values())
