@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from swycc.config import DataConfig
 
@@ -57,7 +57,7 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
     try:
         with Image.open(path) as img:
             img.load()
-            return array_to_tensor(to_rgb_array(img))
+            return array_to_tensor(to_rgb_array(ImageOps.exif_transpose(img)))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise ImageError(f"{path}: not a readable image ({type(e).__name__})") from None
 

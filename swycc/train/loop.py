@@ -95,7 +95,7 @@ def train(cfg: Config, out_dir: str | Path, device: str | None = None,
     objective = build_objective(cfg, model, info.device)
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], tc)
     ema = EMA(model, tc.ema_decay, tc.ema_warmup)
-    dataset = build_dataset(cfg.data, cfg.model.image_size, train=True)
+    dataset = build_dataset(cfg.data, cfg.model.image_size, train=True, seed=tc.seed)
     sampler = ResumableSampler(len(dataset), tc.seed, info.rank, info.world_size)
     ckpt = CheckpointDir(out)
     log = MetricsLog(out / "metrics.jsonl", enabled=info.is_main)
