@@ -3,7 +3,7 @@ matmul peak, decode ms/image, and a diffusers UNet2DModel of the same shape time
 process. Not a test: run it by hand, e.g.
 
     .venv/bin/pip install diffusers   # optional peer
-    .venv/bin/python bench/bench_train.py --presets tiny small medium --out bench/results.json
+    .venv/bin/python bench/bench_train.py --presets tiny small medium --out bench/results_cpu.json
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import platform
 import time
 
 import torch
+import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from swycc.autoencoder import SWYCC
@@ -48,14 +49,17 @@ def matmul_peak(n: int = 2048) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def training_step(cfg: Config):
+def training_step(cfg: Config, device: str = "cpu", batch: int | None = None):
+    """(model, fwd_bwd, step) for one full training step on random images."""
     torch.manual_seed(0)
-    model = SWYCC(cfg)
-    objective = build_objective(cfg, model, torch.device("cpu"))
+    dev = torch.device(device)
+    with dev:
+        model = SWYCC(cfg)
+    objective = build_objective(cfg, model, dev)
     opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg.train)
     ema = EMA(model, cfg.train.ema_decay)
-    b, s = cfg.train.batch_size, cfg.model.image_size
-    x = torch.rand(b, 3, s, s) * 2 - 1
+    b, s = batch or cfg.train.batch_size, cfg.model.image_size
+    x = torch.rand(b, 3, s, s, device=dev) * 2 - 1
     rows = torch.arange(b)
     state = {"step": 0}
 
@@ -131,28 +135,41 @@ def bench_unet_vs_diffusers(model: SWYCC, b: int, s: int) -> dict:
     sec, flops = timed(ours), flops_of(ours)
     out["unet_fwd_bwd_gflops"] = flops / sec / 1e9
     try:
-        from diffusers import UNet2DModel
+        import diffusers  # noqa: F401
     except ImportError:
         out["diffusers"] = "not installed"
         return out
-    chans = tuple(cfg.base_channels * m for m in cfg.channel_mults)
-    res = [s // cfg.input_patch // 2**i for i in range(len(chans))]
-    attn = [r in cfg.attn_resolutions for r in res]
-    peer = UNet2DModel(
-        sample_size=s, in_channels=6, out_channels=3, block_out_channels=chans,
-        layers_per_block=max(1, round(sum(cfg.num_res_blocks) / len(chans))),
-        down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attn),
-        up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in attn[::-1]),
-        norm_num_groups=cfg.num_groups, attention_head_dim=cfg.head_channels)
+    peer, p = diffusers_peer(cfg, s)
+
+    xp = F.pixel_unshuffle(x, p)  # the peer sees our input patching as plain channels
 
     def theirs():
-        peer(x, t * 1000).sample.square().mean().backward()
+        peer(xp, t * 1000).sample.square().mean().backward()
 
     psec, pflops = timed(theirs), flops_of(theirs)
     out["diffusers_params_M"] = sum(p.numel() for p in peer.parameters()) / 1e6
     out["diffusers_fwd_bwd_gflops"] = pflops / psec / 1e9
     out["unet_speed_vs_diffusers_per_flop"] = (flops / sec) / (pflops / psec)
     return out
+
+
+def diffusers_peer(cfg, s: int):
+    """diffusers' UNet2DModel with our levels, widths, attention and input patching (the
+    space-to-depth of ``input_patch`` done outside it, so both run at the same resolutions)."""
+    from diffusers import UNet2DModel
+
+    p = cfg.input_patch
+    chans = tuple(cfg.base_channels * m for m in cfg.channel_mults)
+    res = [s // p // 2**i for i in range(len(chans))]
+    attn = [r in cfg.attn_resolutions for r in res]
+    peer = UNet2DModel(
+        sample_size=s // p, in_channels=6 * p * p, out_channels=3 * p * p,
+        block_out_channels=chans,
+        layers_per_block=max(1, round(sum(cfg.num_res_blocks) / len(chans))),
+        down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attn),
+        up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in attn[::-1]),
+        norm_num_groups=cfg.num_groups, attention_head_dim=cfg.head_channels)
+    return peer, p
 
 
 def main() -> None:

@@ -1,13 +1,29 @@
 #!/usr/bin/env bash
-# Regenerates the figures and tables of the README's "Shipped model" section (CPU, ~15 min):
-# the demo on the shipped model, the steps x guidance sweep, and the paper-default twin.
+# Regenerates the figures and tables of the README's "Shipped model" section on CPU (~45 min on
+# 2 cores): the demo and the steps x guidance sweep on the shipped model; with the runs of
+# scripts/train_pretrained_gpu.sh present, the same for the paper-default twin and a side-by-side
+# `swycc eval` of the three models on 128 held-back crops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-.venv/bin/swycc demo --out docs/pretrained --steps 20 --samples 4 --no-progress
-.venv/bin/python -m swycc.sweep --out docs/pretrained/sweep --samples 4
-if [ -d runs/pretrained-paper/export ]; then
-  .venv/bin/swycc demo --checkpoint runs/pretrained-paper/export --out docs/pretrained/paper-default \
-      --steps 20 --samples 4 --no-progress
+SW=.venv/bin/swycc
+D=docs/pretrained
+$SW demo --out $D --steps 20 --samples 4 --no-progress
+.venv/bin/python -m swycc.sweep --out $D/sweep --samples 2
+if [ -d runs/gpu-paper/export ]; then
+  $SW demo --checkpoint runs/gpu-paper/export --out $D/paper-default --steps 20 --samples 4 \
+      --no-progress
+  .venv/bin/python -m swycc.sweep --checkpoint runs/gpu-paper/export --out $D/paper-default/sweep \
+      --samples 2
+fi
+if [ -d runs/gpu-paper/export ] && [ -d runs/gpu-gan/export ]; then
+  $SW eval --compare swycc/pretrained/small-swycc runs/gpu-paper/export runs/gpu-gan/export \
+      --held-out 128 --steps 20 --guidance 0.5 --no-progress --out $D/eval \
+      --metrics psnr,ssim,perceptual_effnetlite0,fd_effnetlite0,mmd_effnetlite0
+fi
+if [ -d runs/gpu-paper/export ]; then
+  $SW eval --compare swycc/pretrained/small-swycc runs/gpu-paper/export --decoder initial \
+      --held-out 128 --no-progress --out $D/eval-d-initial \
+      --metrics psnr,ssim,perceptual_effnetlite0,fd_effnetlite0,mmd_effnetlite0
 fi

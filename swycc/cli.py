@@ -36,6 +36,7 @@ def build_config(args: argparse.Namespace) -> Config:
     flags = {"data.path": args.data,
              "train.batch_size": args.batch_size, "train.lr": args.lr,
              "train.time_budget_s": args.time_budget, "train.bf16": True if args.bf16 else None,
+             "train.compile": True if getattr(args, "compile", False) else None,
              "train.seed": args.seed, "train.total_steps": args.total_steps}
     for key, value in flags.items():
         if value is not None:
@@ -61,6 +62,7 @@ def add_train_options(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--max-steps", type=int, help="stop after this step (schedule unchanged)")
     p.add_argument("--time-budget", type=float, help="seconds of training in this invocation")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the networks")
+    p.add_argument("--compile", action="store_true", help="torch.compile the networks (GPU)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",

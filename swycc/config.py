@@ -110,6 +110,7 @@ class TrainConfig:
     ema_decay: float = 0.9999
     ema_warmup: int = 0  # ramp the EMA decay: min(decay, (1 + n) / (10 + n)) for n < ema_warmup
     bf16: bool = False  # bf16 autocast for the networks; schedule maths and losses stay fp32
+    compile: bool = False  # torch.compile the networks (GPU; the first steps pay compile time)
     seed: int = 0
     time_budget_s: float | None = None  # stop (and checkpoint) after this wall time
     log_every: int = 10

@@ -190,14 +190,19 @@ def evaluate_model(model, dataset, metrics: list[str], extractors: dict[str, nn.
                    num_images: int | None = None, steps: int | None = None,
                    guidance: float | None = None, samples: int = 1, seed: int = 0,
                    batch_size: int = 16, device: str = "cpu", data_id: str | None = None,
-                   cache: ReferenceCache | None = None, progress: bool = True) -> dict:
+                   cache: ReferenceCache | None = None, progress: bool = True,
+                   decoder: str = "sample") -> dict:
     """Reconstruct ``dataset``'s images (each (3, H, W) in [-1, 1], or (image, label)) with
     ``model`` and return {"metrics": {name: value}, ...}. ``data_id`` names the images for the
-    reference cache (None: no caching)."""
+    reference cache (None: no caching). ``decoder="initial"`` scores SWYCC's deterministic
+    first reconstruction D_Initial(z) instead of its samples."""
     from tqdm import tqdm
 
+    if decoder not in ("sample", "initial"):
+        raise ValueError(f"decoder must be 'sample' or 'initial', got {decoder!r}")
+
     n = len(dataset) if num_images is None else min(num_images, len(dataset))
-    deterministic = model.config.model.method != "swycc"
+    deterministic = model.config.model.method != "swycc" or decoder == "initial"
     s = 1 if deterministic else samples
     if n < 2 or ("is" in metrics and n * s < 10):
         raise ValueError(f"{n} image(s) x {s} sample(s) are too few for {metrics}")
@@ -222,7 +227,10 @@ def evaluate_model(model, dataset, metrics: list[str], extractors: dict[str, nn.
     bar = tqdm(total=n, unit="img", desc="eval", disable=not progress, leave=False)
     for x in _batches(dataset, n, batch_size):
         x = maths.quantize_uint8(x.to(device)).float() / 127.5 - 1.0  # 8-bit levels, [-1, 1]
-        xs = model.reconstruct(x, steps=steps, guidance=guidance, samples=s, generator=g)
+        if decoder == "initial":
+            xs = model.reconstruct_initial(x).unsqueeze(1)
+        else:
+            xs = model.reconstruct(x, steps=steps, guidance=guidance, samples=s, generator=g)
         y = maths.quantize_uint8(xs.flatten(0, 1)).float() / 127.5 - 1.0  # (B*S, 3, H, W)
         xr = x.repeat_interleave(s, dim=0)
         for m in sums:
@@ -259,7 +267,7 @@ def evaluate_model(model, dataset, metrics: list[str], extractors: dict[str, nn.
                                        maths.l2_normalize(refs[ext].matrix().double()))
         else:
             values[m] = maths.frechet_distance_from_stats(recon[ext].stats, refs[ext].stats)
-    return {"metrics": values, "images": n, "samples_per_image": s,
+    return {"metrics": values, "images": n, "samples_per_image": s, "decoder": decoder,
             "steps": None if deterministic else (steps or model.config.sampling.steps),
             "guidance": None if deterministic else (model.config.sampling.guidance
                                                     if guidance is None else guidance),
@@ -293,11 +301,15 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="image folder (default: the embedded held-back crops)")
     p.add_argument("--image-size", type=int, help="crop size (default: the model's)")
     p.add_argument("--num-images", type=int, help="evaluate only the first N images")
+    p.add_argument("--held-out", type=int, help="embedded set: number of held-back crops "
+                   "(default: the checkpoint's data.held_out, 16); more crops overlap more")
     p.add_argument("--metrics", default="default", help="comma-separated, from: "
                    f"{', '.join(METRICS)}; 'all'; default: {','.join(DEFAULT_METRICS)}")
     p.add_argument("--steps", type=int, help="DDIM steps (default: the model's config)")
     p.add_argument("--guidance", type=float, help="guidance w (default: the model's config)")
     p.add_argument("--samples", type=int, default=1, help="decodes per image (all are scored)")
+    p.add_argument("--decoder", choices=["sample", "initial"], default="sample",
+                   help="SWYCC: score the samples, or the deterministic D_Initial(z)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -329,7 +341,10 @@ def run_eval(args: argparse.Namespace) -> int:
     if "msssim" in metrics and size < 176:
         raise ValueError(f"msssim needs crops of at least 176 pixels (5 scales), got {size}")
     extractors = load_extractors(metrics, args.weights_dir, args.device)  # missing -> error
-    dataset = _dataset(args.data, size, configs[0].data.held_out)
+    held_out = args.held_out if getattr(args, "held_out", None) else configs[0].data.held_out
+    if held_out < 1:
+        raise ValueError(f"--held-out must be >= 1, got {held_out}")
+    dataset = _dataset(args.data, size, held_out)
     n = len(dataset) if args.num_images is None else min(args.num_images, len(dataset))
     cache = ReferenceCache(None if args.no_cache else (args.cache_dir or default_cache_dir()))
     data_id = data_identity(args.data, dataset, size, n)
@@ -339,8 +354,12 @@ def run_eval(args: argparse.Namespace) -> int:
         res = evaluate_model(model, dataset, metrics, extractors, num_images=n, steps=args.steps,
                              guidance=args.guidance, samples=args.samples, seed=args.seed,
                              batch_size=args.batch_size, device=args.device, data_id=data_id,
-                             cache=cache, progress=not args.no_progress)
-        rows.append({"checkpoint": str(path), "method": model.config.model.method, **res})
+                             cache=cache, progress=not args.no_progress,
+                             decoder=args.decoder)
+        method = model.config.model.method
+        if method == "swycc" and args.decoder == "initial":
+            method = "swycc D_Initial"
+        rows.append({"checkpoint": str(path), "method": method, **res})
     report = {
         "data": args.data or "embedded held-back crops", "image_size": size, "images": n,
         "metrics": metrics, "definitions": {m: METRICS[m][1] for m in metrics},

@@ -39,8 +39,9 @@ def ddim_sample(denoiser: Denoiser, cond: torch.Tensor, steps: int, guidance: fl
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    if noise is None:
-        noise = torch.randn(cond.shape, generator=generator, device=cond.device, dtype=torch.float32)
+    if noise is None:  # drawn where the generator lives: a CPU seed gives the same start on GPU
+        where = generator.device if generator is not None else cond.device
+        noise = torch.randn(cond.shape, generator=generator, device=where, dtype=torch.float32)
     x = noise.to(cond.device, torch.float32)
     ts = torch.linspace(1.0, 0.0, steps + 1, device=cond.device)
     n = cond.shape[0]

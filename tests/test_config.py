@@ -43,3 +43,15 @@ def test_shrink_keeps_structure():
     cfg = shrink(get_preset("paper"), width=8)
     assert cfg.model.unet.channel_mults == get_preset("paper").model.unet.channel_mults
     assert cfg.model.encoder.base_channels == 8
+
+
+def test_cli_flags_reach_the_config():
+    from swycc.cli import build_config, make_parser
+
+    args = make_parser().parse_args(["train", "--preset", "tiny", "--bf16", "--compile",
+                                     "--batch-size", "4", "--set", "train.num_workers=2"])
+    cfg = build_config(args)
+    assert cfg.train.bf16 and cfg.train.compile
+    assert cfg.train.batch_size == 4 and cfg.train.num_workers == 2
+    plain = build_config(make_parser().parse_args(["train", "--preset", "tiny"]))
+    assert not plain.train.bf16 and not plain.train.compile

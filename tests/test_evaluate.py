@@ -77,6 +77,17 @@ def test_evaluate_model_matches_direct_computation(model, images):
     assert m["mmd_effnetlite0"] == pytest.approx(want_mmd, rel=1e-5, abs=1e-9)
 
 
+def test_evaluate_d_initial_of_a_swycc_model(model, images):
+    res = E.evaluate_model(model, images, ["psnr"], {}, samples=3, decoder="initial",
+                           batch_size=4, progress=False)
+    assert res["decoder"] == "initial" and res["samples_per_image"] == 1 and res["steps"] is None
+    q = maths.quantize_uint8(images).float() / 127.5 - 1
+    y = maths.quantize_uint8(model.reconstruct_initial(q)).float() / 127.5 - 1
+    assert res["metrics"]["psnr"] == pytest.approx(maths.psnr(y, q).mean().item(), rel=1e-6)
+    with pytest.raises(ValueError, match="decoder"):
+        E.evaluate_model(model, images, ["psnr"], {}, decoder="mean", progress=False)
+
+
 def test_reference_cache_reused_and_invalidated(model, images, tmp_path):
     cache = E.ReferenceCache(tmp_path / "cache")
     run = dict(metrics=["fd_effnetlite0"], steps=1, batch_size=8, progress=False, cache=cache)
@@ -211,6 +222,14 @@ def test_cli_eval_embedded_default_data(checkpoints, tmp_path, capsys):
     assert code == 0, cap.err
     report = json.loads((out / "metrics.json").read_text())
     assert report["data"] == "embedded held-back crops" and report["images"] >= 2
+    code, cap = _main(["eval", "--checkpoint", str(checkpoints[1]), "--metrics", "psnr",
+                       "--held-out", "5", "--out", str(out), "--no-cache", "--no-progress"],
+                      capsys)
+    assert code == 0, cap.err
+    assert json.loads((out / "metrics.json").read_text())["images"] == 5
+    code, cap = _main(["eval", "--checkpoint", str(checkpoints[1]), "--held-out", "-1",
+                       "--out", str(tmp_path / "never")], capsys)
+    assert code != 0 and "--held-out" in cap.err and not (tmp_path / "never").exists()
 
 
 def test_cli_eval_missing_weights_is_clear_and_writes_nothing(checkpoints, image_dir, tmp_path,
