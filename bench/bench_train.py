@@ -135,12 +135,10 @@ def bench_unet_vs_diffusers(model: SWYCC, b: int, s: int) -> dict:
     sec, flops = timed(ours), flops_of(ours)
     out["unet_fwd_bwd_gflops"] = flops / sec / 1e9
     try:
-        import diffusers  # noqa: F401
+        peer, p = diffusers_peer(cfg, s)
     except ImportError:
         out["diffusers"] = "not installed"
         return out
-    peer, p = diffusers_peer(cfg, s)
-
     xp = F.pixel_unshuffle(x, p)  # the peer sees our input patching as plain channels
 
     def theirs():

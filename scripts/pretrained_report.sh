@@ -16,14 +16,12 @@ if [ -d runs/gpu-paper/export ]; then
       --no-progress
   .venv/bin/python -m swycc.sweep --checkpoint runs/gpu-paper/export --out $D/paper-default/sweep \
       --samples 2
+  $SW eval --compare swycc/pretrained/small-swycc runs/gpu-paper/export --decoder initial \
+      --held-out 128 --no-progress --out $D/eval-d-initial \
+      --metrics psnr,ssim,perceptual_effnetlite0,fd_effnetlite0,mmd_effnetlite0
 fi
 if [ -d runs/gpu-paper/export ] && [ -d runs/gpu-gan/export ]; then
   $SW eval --compare swycc/pretrained/small-swycc runs/gpu-paper/export runs/gpu-gan/export \
       --held-out 128 --steps 20 --guidance 0.5 --no-progress --out $D/eval \
-      --metrics psnr,ssim,perceptual_effnetlite0,fd_effnetlite0,mmd_effnetlite0
-fi
-if [ -d runs/gpu-paper/export ]; then
-  $SW eval --compare swycc/pretrained/small-swycc runs/gpu-paper/export --decoder initial \
-      --held-out 128 --no-progress --out $D/eval-d-initial \
       --metrics psnr,ssim,perceptual_effnetlite0,fd_effnetlite0,mmd_effnetlite0
 fi

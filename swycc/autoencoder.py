@@ -166,6 +166,13 @@ class SWYCC(nn.Module):
         xp, size = self._pad(x)
         return self.decode(self.encoder(xp), steps, guidance, samples, generator, size=size)
 
+    def compile_networks(self) -> None:
+        """torch.compile E, D_Initial and D_Refine in place: parameter names, state dicts and
+        checkpoints are unchanged."""
+        for net in (self.encoder, self.d_initial, self.d_refine):
+            if net is not None:
+                net.compile()
+
     @torch.no_grad()
     def reconstruct_initial(self, x: torch.Tensor) -> torch.Tensor:
         xp, (h, w) = self._pad(x)

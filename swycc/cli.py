@@ -36,7 +36,7 @@ def build_config(args: argparse.Namespace) -> Config:
     flags = {"data.path": args.data,
              "train.batch_size": args.batch_size, "train.lr": args.lr,
              "train.time_budget_s": args.time_budget, "train.bf16": True if args.bf16 else None,
-             "train.compile": True if getattr(args, "compile", False) else None,
+             "train.compile": True if args.compile else None,
              "train.seed": args.seed, "train.total_steps": args.total_steps}
     for key, value in flags.items():
         if value is not None:

@@ -341,7 +341,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if "msssim" in metrics and size < 176:
         raise ValueError(f"msssim needs crops of at least 176 pixels (5 scales), got {size}")
     extractors = load_extractors(metrics, args.weights_dir, args.device)  # missing -> error
-    held_out = args.held_out if getattr(args, "held_out", None) else configs[0].data.held_out
+    held_out = configs[0].data.held_out if args.held_out is None else args.held_out
     if held_out < 1:
         raise ValueError(f"--held-out must be >= 1, got {held_out}")
     dataset = _dataset(args.data, size, held_out)

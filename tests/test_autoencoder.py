@@ -85,3 +85,15 @@ def test_half_precision_export_loads_as_float32(tmp_path):
     m2 = SWYCC.from_pretrained(tmp_path)
     w, w2 = m.encoder.conv_in.weight, m2.encoder.conv_in.weight
     assert w2.dtype == torch.float32 and torch.equal(w2, w.half().float())
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's own, on importing dynamo
+def test_compile_networks_keeps_parameter_names():
+    """Compiling in place (lazy: nothing is compiled until a forward) leaves the state dict, and
+    so checkpoints and EMA, exactly as they were."""
+    m = _model()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    m.compile_networks()
+    after = m.state_dict()
+    assert list(after) == list(before)
+    assert all(torch.equal(after[k], before[k]) for k in before)

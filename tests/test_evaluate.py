@@ -227,9 +227,10 @@ def test_cli_eval_embedded_default_data(checkpoints, tmp_path, capsys):
                       capsys)
     assert code == 0, cap.err
     assert json.loads((out / "metrics.json").read_text())["images"] == 5
-    code, cap = _main(["eval", "--checkpoint", str(checkpoints[1]), "--held-out", "-1",
-                       "--out", str(tmp_path / "never")], capsys)
-    assert code != 0 and "--held-out" in cap.err and not (tmp_path / "never").exists()
+    for bad in ("-1", "0"):
+        code, cap = _main(["eval", "--checkpoint", str(checkpoints[1]), "--held-out", bad,
+                           "--out", str(tmp_path / "never")], capsys)
+        assert code != 0 and "--held-out" in cap.err and not (tmp_path / "never").exists()
 
 
 def test_cli_eval_missing_weights_is_clear_and_writes_nothing(checkpoints, image_dir, tmp_path,

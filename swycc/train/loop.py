@@ -93,10 +93,8 @@ def train(cfg: Config, out_dir: str | Path, device: str | None = None,
     torch.manual_seed(tc.seed)  # identical initial weights on every rank
     model = SWYCC(cfg).to(info.device)
     objective = build_objective(cfg, model, info.device)
-    if tc.compile:  # in place: parameter names, state dicts and checkpoints are unchanged
-        for net in (model.encoder, model.d_initial, model.d_refine):
-            if net is not None:
-                net.compile()
+    if tc.compile:
+        model.compile_networks()
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], tc)
     ema = EMA(model, tc.ema_decay, tc.ema_warmup)
     dataset = build_dataset(cfg.data, cfg.model.image_size, train=True, seed=tc.seed)
