@@ -1,12 +1,13 @@
-"""The user-facing autoencoder: SWYCC (diffusion decoder) and the GAN baseline (one step).
+"""The user-facing autoencoder API, common to every kind (swycc, gan, dgae; ``swycc.kinds``).
 
-    model = SWYCC.from_pretrained("runs/demo/export")
-    z = model.encode(x)                                     # x: (N, 3, H, W) in [-1, 1]
-    x_hat = model.decode(z, steps=20, guidance=0.5)         # (N, 3, H, W)
-    xs = model.reconstruct(x, samples=4, generator=g)       # (N, 4, 3, H, W)
+    model = Autoencoder.from_pretrained("runs/demo/export")   # the right kind for the file
+    z = model.encode(x)                                        # x: (N, 3, H, W) in [-1, 1]
+    x_hat = model.decode(z, steps=20, guidance=0.5)            # (N, 3, H, W)
+    xs = model.reconstruct(x, samples=4, generator=g)          # (N, 4, 3, H, W)
 
 Any image size works: inputs are padded (reflect) to a multiple of the networks' stride and the
 outputs cropped back. Weights live in one safetensors file with the config JSON in its metadata.
+A kind subclasses ``Autoencoder`` and implements ``_decode``; ``swycc.kinds`` registers it.
 """
 
 from __future__ import annotations
@@ -23,10 +24,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from swycc.config import Config
-from swycc.diffusion import logsnr
-from swycc.nn.autoencoder_nets import Decoder, Encoder
-from swycc.nn.unet import UNet
-from swycc.sampling import ddim_sample
+from swycc.nn.autoencoder_nets import Encoder
 
 WEIGHTS_NAME = "model.safetensors"
 
@@ -35,29 +33,43 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable, or made for another configuration."""
 
 
-class SWYCC(nn.Module):
-    """Encoder E, D_Initial and (for method "swycc") the diffusion decoder D_Refine."""
+class Autoencoder(nn.Module):
+    """Encoder E plus a kind's decoder. Subclasses set ``kind`` and implement ``_decode``."""
+
+    kind: str = ""
 
     def __init__(self, config: Config):
         super().__init__()
-        m = config.model
-        if m.method not in ("swycc", "gan"):
-            raise ValueError(f"model.method must be 'swycc' or 'gan', got {m.method!r}")
+        if config.model.method != self.kind:
+            raise ValueError(f"{type(self).__name__} needs model.method={self.kind!r}, "
+                             f"got {config.model.method!r}")
         self.config = config
-        self.encoder = Encoder(m.encoder)
-        self.d_initial = Decoder(m.decoder, m.latent_channels)
-        self.d_refine = UNet(m.unet, m.image_size) if m.method == "swycc" else None
+        self.encoder = Encoder(config.model.encoder, self.encoder_out_channels(config))
+
+    @staticmethod
+    def encoder_out_channels(config: Config) -> int:
+        return config.model.latent_channels
 
     # ---- construction and files -------------------------------------------------------------
     @classmethod
-    def from_config(cls, config: Config) -> SWYCC:
+    def from_config(cls, config: Config) -> Autoencoder:
+        """The model of ``config``'s kind (on ``Autoencoder``), or of this class's kind."""
+        if cls is Autoencoder:
+            from swycc.kinds import get_kind
+
+            return get_kind(config.model.method).model_class(config)
         return cls(config)
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, map_location: str = "cpu") -> SWYCC:
+    def from_pretrained(cls, path: str | os.PathLike, map_location: str = "cpu") -> Autoencoder:
+        """Load an exported model; ``Autoencoder.from_pretrained`` returns the file's kind, a
+        kind's class (e.g. ``SWYCC.from_pretrained``) refuses a file of another kind."""
         file = _weights_file(path)
         config = read_config(file)
-        model = cls(config)
+        if cls is not Autoencoder and config.model.method != cls.kind:
+            raise CheckpointError(f"{file}: holds a {config.model.method!r} model, not "
+                                  f"{cls.kind!r} (load it with Autoencoder.from_pretrained)")
+        model = Autoencoder.from_config(config)
         try:
             state = load_file(str(file), device=map_location)
         except (SafetensorError, OSError) as e:
@@ -85,15 +97,29 @@ class SWYCC(nn.Module):
         os.replace(tmp, file)
         return file
 
+    # ---- what the kind offers -----------------------------------------------------------------
+    @property
+    def samples(self) -> bool:
+        """True when the decoder samples (steps, guidance and seeds matter)."""
+        from swycc.kinds import get_kind
+
+        return get_kind(self.kind).samples
+
+    def parts(self) -> dict[str, nn.Module]:
+        """Named networks, for parameter counts (``swycc info``)."""
+        return {"encoder": self.encoder}
+
+    def compile_networks(self) -> None:
+        """torch.compile every network in place: parameter names, state dicts and checkpoints
+        are unchanged."""
+        for net in self.parts().values():
+            net.compile()
+
     # ---- geometry -----------------------------------------------------------------------------
     @property
     def stride(self) -> int:
-        """Inputs must be a multiple of this (encoder downsampling, and the U-Net's levels)."""
-        m = self.config.model
-        s = m.encoder.downsample
-        if self.d_refine is not None:
-            s = math.lcm(s, m.unet.input_patch * 2 ** (len(m.unet.channel_mults) - 1))
-        return s
+        """Inputs must be a multiple of this (the encoder's downsampling and the decoder's)."""
+        return self.config.model.encoder.downsample
 
     def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         if x.ndim != 4 or x.shape[1] != 3:
@@ -111,16 +137,15 @@ class SWYCC(nn.Module):
         x, _ = self._pad(x)
         return self.encoder(x)
 
-    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """v_hat = D_Refine(concat(x_t, D_Initial(z)), logSNR(t)); cond = 0 is unconditional."""
-        assert self.d_refine is not None
-        return self.d_refine(torch.cat([x_t, cond.to(x_t.dtype)], dim=1), logsnr(t))
-
     def check_latents(self, z: torch.Tensor) -> None:
         c = self.config.model.latent_channels
         if z.ndim != 4 or z.shape[1] != c:
             raise ValueError(f"latents must have shape (N, {c}, h, w) for this model, "
                              f"got {tuple(z.shape)}")
+        if not z.is_floating_point():
+            raise ValueError(f"latents must be floating point, got {z.dtype}")
+        if not bool(torch.isfinite(z).all()):
+            raise ValueError("latents contain NaN or Inf values")
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, steps: int | None = None, guidance: float | None = None,
@@ -128,9 +153,9 @@ class SWYCC(nn.Module):
                size: tuple[int, int] | None = None) -> torch.Tensor:
         """Sample x ~ p(x | z): (N, 3, H, W), or (N, S, 3, H, W) when ``samples=S``.
 
-        SWYCC: DDIM with ``steps`` (default config.sampling.steps) and guidance w (default 0.5);
-        the S samples of each latent run in one batch. GAN: the deterministic decoder (S copies).
-        ``size`` crops the output back to an original (H, W).
+        Sampling kinds: DDIM with ``steps`` (default config.sampling.steps) and guidance w
+        (default config.sampling.guidance); the S samples of each latent run in one batch.
+        Deterministic kinds: one decoder pass (S copies). ``size`` crops to an original (H, W).
         """
         self.check_latents(z)
         s = self.config.sampling
@@ -139,44 +164,43 @@ class SWYCC(nn.Module):
         k = 1 if samples is None else samples
         if k < 1:
             raise ValueError(f"samples must be >= 1, got {k}")
-        base = self.d_initial(z).float()
-        if self.d_refine is None:
-            out = base.unsqueeze(1).expand(-1, k, -1, -1, -1)
-        else:
-            cond = base.repeat_interleave(k, dim=0)
-            residual = self.config.model.unet.predict_residual
-            x = ddim_sample(self.denoise, cond, steps, guidance, generator,
-                            clip=2.0 if residual else 1.0)
-            out = (x + cond if residual else x).unflatten(0, (-1, k))
-        out = out.clamp(-1, 1)
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        if not math.isfinite(guidance):
+            raise ValueError(f"guidance must be a finite number, got {guidance}")
+        out = self._decode(z.float(), steps, guidance, k, generator).clamp(-1, 1)
         if size is not None:
             out = out[..., : size[0], : size[1]]
         return out[:, 0] if samples is None else out
 
-    @torch.no_grad()
+    def _decode(self, z: torch.Tensor, steps: int, guidance: float, k: int,
+                generator: torch.Generator | None) -> torch.Tensor:
+        """(N, C, h, w) -> (N, k, 3, H, W), not clamped."""
+        raise NotImplementedError
+
     def decode_initial(self, z: torch.Tensor) -> torch.Tensor:
-        """The deterministic first reconstruction D_Initial(z), (N, 3, H, W)."""
-        self.check_latents(z)
-        return self.d_initial(z).clamp(-1, 1)
+        """A deterministic reconstruction (SWYCC: D_Initial(z); GAN: its decoder)."""
+        raise NotImplementedError(f"a {self.kind} autoencoder has no deterministic decoder")
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, steps: int | None = None, guidance: float | None = None,
                     samples: int | None = None,
                     generator: torch.Generator | None = None) -> torch.Tensor:
         xp, size = self._pad(x)
-        return self.decode(self.encoder(xp), steps, guidance, samples, generator, size=size)
-
-    def compile_networks(self) -> None:
-        """torch.compile E, D_Initial and D_Refine in place: parameter names, state dicts and
-        checkpoints are unchanged."""
-        for net in (self.encoder, self.d_initial, self.d_refine):
-            if net is not None:
-                net.compile()
+        return self.decode(self.encode(xp), steps, guidance, samples, generator, size=size)
 
     @torch.no_grad()
     def reconstruct_initial(self, x: torch.Tensor) -> torch.Tensor:
         xp, (h, w) = self._pad(x)
-        return self.decode_initial(self.encoder(xp))[..., :h, :w]
+        return self.decode_initial(self.encode(xp))[..., :h, :w]
+
+
+def unet_stride(config: Config) -> int:
+    """Input multiple for an encoder + U-Net decoder: the encoder's downsampling and the
+    U-Net's (input patch x 2 per level)."""
+    u = config.model.unet
+    return math.lcm(config.model.encoder.downsample,
+                    u.input_patch * 2 ** (len(u.channel_mults) - 1))
 
 
 def _weights_file(path: str | os.PathLike) -> Path:
@@ -210,4 +234,6 @@ def _diff_keys(expected: dict, got: dict) -> tuple[list[str], list[str]]:
     return missing, unexpected
 
 
-load_autoencoder = SWYCC.from_pretrained
+def load_autoencoder(path: str | os.PathLike, map_location: str = "cpu") -> Autoencoder:
+    """The exported autoencoder at ``path``, of whichever kind it holds."""
+    return Autoencoder.from_pretrained(path, map_location)

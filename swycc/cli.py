@@ -1,34 +1,41 @@
 """Command line: swycc {demo, train, reconstruct, encode, decode, eval, info}.
 
 Thin front: parses arguments, validates every input before writing anything, and turns a bad
-input into one ``swycc: error: ...`` line and exit status 2.
+input into one ``swycc: error: ...`` line. Exit status: 0 done; 2 bad input; 3 training
+diverged (too many non-finite steps in a row); 75 stopped by SIGTERM after writing a checkpoint
+(re-run the same command to resume); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
 from pathlib import Path
 
 import torch
 
-from swycc.config import PRESETS, Config, get_preset, override, with_method
+from swycc.config import PRESETS, Config, get_preset, override, override_text, with_method
 
 EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by SIGTERM, checkpoint written; re-run to resume
 
 
-def _parse_value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+def kind_names() -> list[str]:
+    from swycc.kinds import KINDS
+
+    return list(KINDS)
 
 
 def build_config(args: argparse.Namespace) -> Config:
-    """Preset (or a config JSON), then explicit flags, then ``--set a.b=value`` overrides."""
+    """Preset (or a config JSON), then explicit flags, then ``--set a.b=value`` overrides; every
+    value is checked against the option's type and range (a ConfigError names the option)."""
     if getattr(args, "config", None):
-        cfg = Config.from_json(Path(args.config).read_text())
+        path = Path(args.config)
+        if not path.is_file():
+            raise ValueError(f"--config {path}: no such file")
+        cfg = Config.from_json(path.read_text())
     else:
         cfg = get_preset(args.preset)
     if args.method:
@@ -45,26 +52,29 @@ def build_config(args: argparse.Namespace) -> Config:
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"--set expects key=value, got {item!r}")
-        value = _parse_value(value)
-        cfg = override(cfg, key, tuple(value) if isinstance(value, list) else value)
-    return Config.from_dict(cfg.to_dict())  # re-validate the whole tree
+        cfg = override_text(cfg, key.strip(), value)
+    return cfg
 
 
 def add_train_options(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--preset", default="small", choices=list(PRESETS))
     p.add_argument("--config", help="a config JSON (e.g. a run's config.json) instead of a preset")
-    p.add_argument("--method", choices=["swycc", "gan"])
+    p.add_argument("--method", choices=kind_names(), help="autoencoder kind (default: the "
+                   "preset's, swycc)")
     p.add_argument("--data", help="image folder (default: the embedded photo set)")
     p.add_argument("--out", default=default_out, help="run directory (re-run to resume)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--total-steps", type=int, help="length of the LR schedule")
-    p.add_argument("--max-steps", type=int, help="stop after this step (schedule unchanged)")
-    p.add_argument("--time-budget", type=float, help="seconds of training in this invocation")
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--lr", type=finite_float)
+    p.add_argument("--total-steps", type=positive_int, help="length of the LR schedule")
+    p.add_argument("--max-steps", type=positive_int,
+                   help="stop after this step (schedule unchanged)")
+    p.add_argument("--time-budget", type=finite_float,
+                   help="seconds of training in this invocation (> 0)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the networks")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks (GPU)")
     p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--device", type=device_arg,
+                   help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any option, e.g. --set train.ema_decay=0.999")
     p.add_argument("--no-progress", action="store_true")
@@ -73,30 +83,73 @@ def add_train_options(p: argparse.ArgumentParser, default_out: str) -> None:
 def add_sampling_options(p: argparse.ArgumentParser, samples: bool = True) -> None:
     p.add_argument("--checkpoint", help="exported model dir or .safetensors "
                    "(default: the small pretrained model shipped with swycc)")
-    p.add_argument("--steps", type=int, help="DDIM steps (default: the model's config)")
-    p.add_argument("--guidance", type=float, help="classifier-free guidance w (default 0.5)")
+    p.add_argument("--steps", type=positive_int, help="DDIM steps (default: the model's config)")
+    p.add_argument("--guidance", type=finite_float,
+                   help="classifier-free guidance w (default: the model's config, 0.5)")
     if samples:
-        p.add_argument("--samples", type=int, default=1, help="samples per image")
+        p.add_argument("--samples", type=positive_int, default=1, help="samples per image")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device_arg, default="cpu")
+
+
+def device_arg(text: str) -> str:
+    """A torch device this build can use (argparse turns a ValueError into exit 2)."""
+    try:
+        dev = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device (cpu, cuda, cuda:N)")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text!r}: this torch build has no usable CUDA "
+                                             f"device; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{text!r}: only {torch.cuda.device_count()} "
+                                             f"CUDA device(s)")
+    elif dev.type not in ("cpu", "mps"):
+        raise argparse.ArgumentTypeError(f"{text!r}: unsupported device type {dev.type!r}")
+    return text
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
 
 
 def load_model(args: argparse.Namespace):
-    from swycc.autoencoder import SWYCC
+    from swycc.autoencoder import Autoencoder
     from swycc.pretrained import default_checkpoint
 
     path = args.checkpoint or default_checkpoint()
-    return SWYCC.from_pretrained(path).to(args.device)
+    return Autoencoder.from_pretrained(path).to(args.device)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from swycc.train.loop import train
+    from swycc.train.autoencoder_task import train_autoencoder
 
     cfg = build_config(args)
-    res = train(cfg, args.out, device=args.device, max_steps=args.max_steps,
-                progress=not args.no_progress)
+    res = train_autoencoder(cfg, args.out, device=args.device, max_steps=args.max_steps,
+                            progress=not args.no_progress)
     print(f"stopped at step {res.step} ({res.stopped_by}); non-finite steps skipped: "
           f"{res.nonfinite_steps}; EMA export: {res.export}")
+    if res.stopped_by == "signal":
+        print(f"swycc: stopped by SIGTERM after writing the checkpoint; re-run the same command "
+              f"to resume (exit status {EXIT_PREEMPTED})", file=sys.stderr)
+        return EXIT_PREEMPTED
     return 0
 
 
@@ -158,22 +211,21 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from swycc.autoencoder import SWYCC, read_config
+    from swycc.autoencoder import Autoencoder, read_config
+    from swycc.kinds import KINDS, get_kind
 
     cfg = read_config(args.checkpoint) if args.checkpoint else get_preset(args.preset)
     if args.method:
         cfg = with_method(cfg, args.method)
     with torch.device("meta"):  # counts without allocating weights
-        model = SWYCC(cfg)
-    parts = {"encoder": model.encoder, "D_Initial" if cfg.model.method == "swycc" else "decoder":
-             model.d_initial}
-    if model.d_refine is not None:
-        parts["D_Refine"] = model.d_refine
-    print(f"preset/config: {args.checkpoint or args.preset}  method: {cfg.model.method}  "
-          f"image size: {cfg.model.image_size}  latent: {cfg.model.latent_channels} x "
+        model = Autoencoder.from_config(cfg)
+    kind = get_kind(cfg.model.method)
+    print(f"preset/config: {args.checkpoint or args.preset}  method: {kind.name} ({kind.summary})"
+          f"  image size: {cfg.model.image_size}  latent: {cfg.model.latent_channels} x "
           f"{cfg.model.image_size // cfg.model.encoder.downsample}^2")
-    for name, mod in parts.items():
-        print(f"{name:>10}: {sum(p.numel() for p in mod.parameters()) / 1e6:9.2f}M parameters")
+    for name, mod in model.parts().items():
+        print(f"{name:>13}: {sum(p.numel() for p in mod.parameters()) / 1e6:9.2f}M parameters")
+    print(f"kinds: {', '.join(KINDS)}")
     return 0
 
 
@@ -197,9 +249,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", action="store_true",
                    help="train a fresh model for --time-budget seconds first (default 480)")
     p.add_argument("--checkpoint", help="model to show (default: the shipped pretrained one)")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--guidance", type=float, default=0.5)
-    p.add_argument("--samples", type=int, default=4)
+    p.add_argument("--steps", type=positive_int, default=20)
+    p.add_argument("--guidance", type=finite_float, default=0.5)
+    p.add_argument("--samples", type=positive_int, default=4)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("train", help="train an autoencoder (re-run the same command to resume)")
@@ -227,7 +279,7 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="parameter counts of a preset or checkpoint (no weights)")
     p.add_argument("--preset", default="small", choices=list(PRESETS))
     p.add_argument("--checkpoint")
-    p.add_argument("--method", choices=["swycc", "gan"])
+    p.add_argument("--method", choices=kind_names())
     p.set_defaults(func=cmd_info)
 
     try:
@@ -244,9 +296,13 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     from swycc.errors import USER_ERRORS
+    from swycc.train.loop import TrainingDivergedError
 
     try:
         return int(args.func(args) or 0)
+    except TrainingDivergedError as e:
+        print(f"swycc: error: {e}", file=sys.stderr)
+        return EXIT_DIVERGED
     except USER_ERRORS as e:
         print(f"swycc: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -1,19 +1,51 @@
 """Typed, frozen configs and named presets, from tiny CPU ones up to the paper's full size.
 
-Every config is a frozen dataclass. ``to_dict``/``from_dict`` round-trip through JSON and reject
-unknown keys, so a misspelled option is an error, never silently ignored.
+Every config is a frozen dataclass whose fields are checked on construction (type, range, and for
+some fields a set of choices), so ``--set train.batch_size=abc``, a config file with
+``"lr": "abc"`` or ``model.method=xyz`` is a ``ConfigError`` naming the option, never a traceback
+later. ``to_dict``/``from_dict`` round-trip through JSON and reject unknown keys.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field, fields, is_dataclass, replace
-from typing import Any, get_type_hints
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from swycc.config_types import (ConfigError, Validated, check_choices, choice, choices_from,
+                                 field_type, from_dict, parse_text, replace_path)
+
+__all__ = ["ConfigError", "Config", "PRESETS", "get_preset", "override", "with_method", "shrink"]
+
+
+# registries filled at import time; checked when a config comes from a user
+def _kind_names() -> list[str]:
+    from swycc.kinds import KINDS
+
+    return list(KINDS)
+
+
+def _perceptual_names() -> list[str]:
+    from swycc.perceptual import PERCEPTUAL_NETS
+
+    return list(PERCEPTUAL_NETS)
+
+
+def shrink(cfg: Config, width: int = 8) -> Config:
+    """The same structure at a tiny width, for shape tests of every preset."""
+    m = cfg.model
+    return replace(cfg, loss=replace(cfg.loss, disc_base_channels=width), model=replace(
+        m,
+        encoder=replace(m.encoder, base_channels=width, num_groups=4),
+        decoder=replace(m.decoder, base_channels=width, num_groups=4),
+        unet=replace(m.unet, base_channels=width, num_groups=4, head_channels=width,
+                     emb_channels=4 * width),
+    ))
 
 
 @dataclass(frozen=True)
-class EncoderConfig:
+class EncoderConfig(Validated):
     """MaskGIT-style encoder E: ResNet blocks, GroupNorm, GELU, stride-2 convolutions."""
 
     base_channels: int = 128  # channels of the first level
@@ -27,9 +59,13 @@ class EncoderConfig:
     def downsample(self) -> int:
         return 2 ** (len(self.channel_mults) - 1)
 
+    def check(self) -> None:
+        _check_widths(self)
+        self.require(self.latent_channels >= 1, "latent_channels", "must be >= 1")
+
 
 @dataclass(frozen=True)
-class DecoderConfig:
+class DecoderConfig(Validated):
     """D_Initial (and the GAN decoder): the encoder's mirror, depth-to-space upsampling."""
 
     base_channels: int = 128
@@ -38,10 +74,15 @@ class DecoderConfig:
     num_mid_blocks: int = 4
     num_groups: int = 32
     adaptive_norm: bool = False  # MAGVIT-v2: GroupNorm scale/shift predicted from the latent z
+    out_channels: int = 3  # 3 = an image (D_Initial, GAN); DGAE's latent guide emits features
+
+    def check(self) -> None:
+        _check_widths(self)
+        self.require(self.out_channels >= 1, "out_channels", "must be >= 1")
 
 
 @dataclass(frozen=True)
-class UNetConfig:
+class UNetConfig(Validated):
     """D_Refine: the U-Net of "simple diffusion" (Hoogeboom et al. 2023b)."""
 
     base_channels: int = 128
@@ -55,10 +96,20 @@ class UNetConfig:
     emb_channels: int = 512  # width of the noise-level embedding
     predict_residual: bool = False  # deviation (named option): diffuse x - D_Initial(z), not x
 
+    def check(self) -> None:
+        _check_widths(self)
+        self.require(len(self.num_res_blocks) == len(self.channel_mults), "num_res_blocks",
+                     f"needs one entry per channel multiplier ({len(self.channel_mults)})")
+        self.require(all(n >= 1 for n in self.num_res_blocks), "num_res_blocks", "must be >= 1")
+        for name in ("input_patch", "head_channels", "emb_channels"):
+            self.require(getattr(self, name) >= 1, name, "must be >= 1")
+        self.require(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
+
 
 @dataclass(frozen=True)
-class ModelConfig:
-    method: str = "swycc"  # "swycc" (diffusion decoder) or "gan" (deterministic decoder)
+class ModelConfig(Validated):
+    # the autoencoder kind: "swycc", "gan", "dgae" (see swycc.kinds; `swycc info` lists them)
+    method: str = choices_from("swycc", _kind_names)
     image_size: int = 256  # training resolution (pixels); any size works at inference
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
@@ -68,41 +119,64 @@ class ModelConfig:
     def latent_channels(self) -> int:
         return self.encoder.latent_channels
 
+    def check(self) -> None:
+        self.require(self.image_size >= 8, "image_size", "must be >= 8")
+
 
 @dataclass(frozen=True)
-class LossConfig:
+class LossConfig(Validated):
     """Eq. (3): L_total = L_AE + lambda_p * L_perceptual + lambda_m * L_MSE (on D_Initial)."""
 
     perceptual_weight: float = 0.1  # lambda_p
     mse_weight: float = 1.0  # lambda_m
-    perceptual_net: str = "efficientnet-lite0"  # see swycc.perceptual.PERCEPTUAL_NETS
+    perceptual_net: str = choices_from("efficientnet-lite0", _perceptual_names)
     perceptual_weights: str | None = None  # local weight file; None = the packaged default
     cond_dropout: float = 0.1  # CFG: D_Initial(E(x)) zeroed on this fraction of examples
     # GAN baseline (method="gan") only
     adversarial_weight: float = 0.1
     adversarial_start: int = 2000  # step at which the adversarial term switches on
     adaptive_adversarial_weight: bool = True  # taming-transformers' gradient-norm ratio
-    gan_loss: str = "hinge"  # "hinge" or "non-saturating"
+    gan_loss: str = choice("hinge", ("hinge", "non-saturating"))
     lecam_weight: float = 0.001
     lecam_decay: float = 0.999
     disc_base_channels: int = 64
     disc_layers: int = 3
+    # DGAE (method="dgae") only: KL(q(z|x) || N(0, I)) per latent element, and the perceptual
+    # term on the diffusion decoder's x0 estimate, applied to examples with t <= this noise level
+    kl_weight: float = 1e-3
+    perceptual_max_t: float = 0.5
+
+    def check(self) -> None:
+        for name in ("perceptual_weight", "mse_weight", "adversarial_weight", "lecam_weight",
+                     "kl_weight"):
+            self.require(getattr(self, name) >= 0, name, "must be >= 0")
+        self.require(0 <= self.cond_dropout < 1, "cond_dropout", "must be in [0, 1)")
+        self.require(0 <= self.lecam_decay <= 1, "lecam_decay", "must be in [0, 1]")
+        self.require(0 < self.perceptual_max_t <= 1, "perceptual_max_t", "must be in (0, 1]")
+        self.require(self.adversarial_start >= 0, "adversarial_start", "must be >= 0")
+        for name in ("disc_base_channels", "disc_layers"):
+            self.require(getattr(self, name) >= 1, name, "must be >= 1")
 
 
 @dataclass(frozen=True)
-class SamplingConfig:
+class SamplingConfig(Validated):
     steps: int = 50  # DDIM steps over the cosine schedule
     guidance: float = 0.5  # w in v = v_c + w (v_c - v_u)
     samples: int = 1
 
+    def check(self) -> None:
+        self.require(self.steps >= 1, "steps", "must be >= 1")
+        self.require(self.samples >= 1, "samples", "must be >= 1")
+
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Validated):
     batch_size: int = 256  # global batch (across processes and accumulation)
     grad_accum: int = 1
     lr: float = 1e-4
     warmup_steps: int = 10_000  # linear warm-up from 0
-    total_steps: int = 1_000_000  # cosine decay to 0 at this step
+    total_steps: int = 1_000_000  # cosine decay to 0 at this step (the run's length)
+    lr_schedule: str = choice("cosine", ("cosine", "constant"))  # after the warm-up
     weight_decay: float = 0.0  # 0 -> plain Adam
     betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
@@ -115,20 +189,41 @@ class TrainConfig:
     time_budget_s: float | None = None  # stop (and checkpoint) after this wall time
     log_every: int = 10
     checkpoint_every: int = 200
-    sample_every: int = 500  # write a sample grid
+    sample_every: int = 500  # write a sample grid (0: never)
     num_workers: int = 0
+    # divergence: warn when more than half of the last `log_every` steps were skipped as
+    # non-finite; stop with an error after this many skipped steps in a row
+    max_nonfinite_in_row: int = 100
+
+    def check(self) -> None:
+        for name in ("batch_size", "grad_accum", "total_steps", "log_every", "checkpoint_every",
+                     "max_nonfinite_in_row"):
+            self.require(getattr(self, name) >= 1, name, "must be >= 1")
+        for name in ("warmup_steps", "ema_warmup", "sample_every", "num_workers",
+                     "weight_decay"):
+            self.require(getattr(self, name) >= 0, name, "must be >= 0")
+        for name in ("lr", "adam_eps", "grad_clip"):
+            self.require(getattr(self, name) > 0, name, "must be > 0")
+        self.require(all(0 <= b < 1 for b in self.betas), "betas", "must be in [0, 1)")
+        self.require(0 <= self.ema_decay <= 1, "ema_decay", "must be in [0, 1]")
+        self.require(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s",
+                     "must be > 0 seconds")
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Validated):
     path: str | None = None  # image folder; None -> the embedded photo set
     labels: bool = False  # class labels from sub-folder names
     held_out: int = 16  # embedded set: fixed held-back crops for evaluation
     train_crops: int = 4096  # embedded set: number of distinct training crops per epoch
 
+    def check(self) -> None:
+        self.require(self.held_out >= 0, "held_out", "must be >= 0")
+        self.require(self.train_crops >= 1, "train_crops", "must be >= 1")
+
 
 @dataclass(frozen=True)
-class Config:
+class Config(Validated):
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -143,41 +238,45 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Config:
-        return _from_dict(cls, d)
+        """From a JSON-like mapping; a wrong type, range, choice or key is a ConfigError."""
+        cfg = from_dict(cls, d)
+        check_choices(cfg)
+        return cfg
 
     @classmethod
     def from_json(cls, s: str) -> Config:
-        return cls.from_dict(json.loads(s))
-
-
-def _from_dict(cls: type, d: dict[str, Any]) -> Any:
-    if not isinstance(d, dict):
-        raise ValueError(f"{cls.__name__}: expected a mapping, got {type(d).__name__}")
-    hints = get_type_hints(cls)
-    names = {f.name for f in fields(cls)}
-    unknown = set(d) - names
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown option(s) {sorted(unknown)}")
-    kwargs = {}
-    for name, value in d.items():
-        hint = hints[name]
-        if is_dataclass(hint):
-            kwargs[name] = _from_dict(hint, value)
-        elif isinstance(value, list):
-            kwargs[name] = tuple(value)
-        else:
-            kwargs[name] = value
-    return cls(**kwargs)
+        try:
+            d = json.loads(s)
+        except json.JSONDecodeError as e:
+            raise ConfigError("(file)", f"not valid JSON ({e})") from None
+        return cls.from_dict(d)
 
 
 def override(cfg: Any, path: str, value: Any) -> Any:
-    """Return ``cfg`` with the dotted option ``path`` (e.g. ``train.lr``) replaced by ``value``."""
-    head, _, rest = path.partition(".")
-    if head not in {f.name for f in fields(cfg)}:
-        raise ValueError(f"unknown option {path!r} in {type(cfg).__name__}")
-    if rest:
-        return replace(cfg, **{head: override(getattr(cfg, head), rest, value)})
-    return replace(cfg, **{head: value})
+    """Return ``cfg`` with the dotted option ``path`` (e.g. ``train.lr``) replaced by ``value``,
+    checked like any config value (ConfigError naming ``path``)."""
+    new = replace_path(cfg, path, value)
+    check_choices(new)
+    return new
+
+
+def override_text(cfg: Any, path: str, text: str) -> Any:
+    """``override`` with a command-line string parsed as the option's declared type."""
+    try:
+        value = parse_text(text, field_type(cfg, path))
+    except TypeError as e:
+        raise ConfigError(path, str(e)) from None
+    return override(cfg, path, value)
+
+
+def _check_widths(c: Any) -> None:
+    c.require(c.base_channels >= 1, "base_channels", "must be >= 1")
+    c.require(len(c.channel_mults) >= 1 and all(m >= 1 for m in c.channel_mults),
+              "channel_mults", "must be a non-empty list of integers >= 1")
+    c.require(c.num_groups >= 1, "num_groups", "must be >= 1")
+    for name in ("num_res_blocks", "num_mid_blocks"):
+        if isinstance(getattr(c, name, None), int):
+            c.require(getattr(c, name) >= 0, name, "must be >= 0")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,21 +326,8 @@ def get_preset(name: str) -> Config:
 
 
 def with_method(cfg: Config, method: str) -> Config:
-    """Switch method; the GAN decoder gets MAGVIT-v2's adaptive GroupNorm (conditioned on z)."""
-    if method not in ("swycc", "gan"):
-        raise ValueError(f"method must be 'swycc' or 'gan', got {method!r}")
-    m = replace(cfg.model, method=method,
-                decoder=replace(cfg.model.decoder, adaptive_norm=method == "gan"))
-    return replace(cfg, model=m)
+    """Switch to another autoencoder kind with that kind's own defaults (e.g. the GAN decoder's
+    adaptive GroupNorm, DGAE's feature guide): ``swycc.kinds`` owns them."""
+    from swycc.kinds import get_kind
 
-
-def shrink(cfg: Config, width: int = 8) -> Config:
-    """The same structure at a tiny width, for shape tests of every preset."""
-    m = cfg.model
-    return replace(cfg, loss=replace(cfg.loss, disc_base_channels=width), model=replace(
-        m,
-        encoder=replace(m.encoder, base_channels=width, num_groups=4),
-        decoder=replace(m.decoder, base_channels=width, num_groups=4),
-        unet=replace(m.unet, base_channels=width, num_groups=4, head_channels=width,
-                     emb_channels=4 * width),
-    ))
+    return get_kind(method).configure(replace(cfg, model=replace(cfg.model, method=method)))

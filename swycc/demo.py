@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from swycc.autoencoder import SWYCC
+from swycc.autoencoder import Autoencoder
 from swycc.config import Config
 
 DEFAULT_BUDGET_S = 480.0
@@ -24,14 +24,14 @@ DEFAULT_BUDGET_S = 480.0
 def run_demo(args: argparse.Namespace, train_cfg: Config | None) -> int:
     out = Path(args.out)
     if train_cfg is not None:
-        from swycc.train.loop import train
+        from swycc.train.autoencoder_task import train_autoencoder
 
         if train_cfg.train.time_budget_s is None:
             train_cfg = replace(train_cfg, train=replace(train_cfg.train,
                                                          time_budget_s=DEFAULT_BUDGET_S))
         print(f"training preset {args.preset} for {train_cfg.train.time_budget_s:.0f} s "
               f"into {out / 'run'} (re-run to continue training)")
-        res = train(train_cfg, out / "run", device=args.device, max_steps=args.max_steps,
+        res = train_autoencoder(train_cfg, out / "run", device=args.device, max_steps=args.max_steps,
                     progress=not args.no_progress)
         checkpoint = res.export
         print(f"trained to step {res.step}")
@@ -40,7 +40,7 @@ def run_demo(args: argparse.Namespace, train_cfg: Config | None) -> int:
 
         checkpoint = args.checkpoint or default_checkpoint()
     device = args.device or "cpu"
-    model = SWYCC.from_pretrained(checkpoint).to(device)
+    model = Autoencoder.from_pretrained(checkpoint).to(device)
     stats = show_heldout(model, out, steps=args.steps, guidance=args.guidance,
                          samples=args.samples, seed=args.seed or 0, device=device)
     stats["checkpoint"] = str(checkpoint)
@@ -51,10 +51,11 @@ def run_demo(args: argparse.Namespace, train_cfg: Config | None) -> int:
 
 
 @torch.no_grad()
-def show_heldout(model: SWYCC, out: Path, steps: int, guidance: float, samples: int,
+def show_heldout(model: Autoencoder, out: Path, steps: int, guidance: float, samples: int,
                  seed: int = 0, device: str = "cpu", rows: int = 8) -> dict:
     """Reconstruct the held-back crops; write the grid and the variance map; return metrics."""
     from swycc.embedded import EmbeddedCropDataset
+    from swycc.kinds import kind_of
     from swycc.perceptual import build_perceptual
     from swycc.sample_stats import sample_statistics
     from swycc.visual import save_grid, save_variance_panel
@@ -63,21 +64,23 @@ def show_heldout(model: SWYCC, out: Path, steps: int, guidance: float, samples: 
         raise ValueError("--samples and --steps must be >= 1")
     held = EmbeddedCropDataset(model.config.model.image_size, split="heldout",
                                held_out=model.config.data.held_out)
+    kind = kind_of(model)
     x = torch.stack([held[i][0] for i in range(len(held))]).to(device)
-    initial = model.reconstruct_initial(x)
+    initial = model.reconstruct_initial(x) if kind.initial_label else None
     g = torch.Generator(device=device).manual_seed(seed)
     xs = model.reconstruct(x, steps=steps, guidance=guidance, samples=samples, generator=g)
     net = build_perceptual("efficientnet-lite0", None).to(device)
     stats = sample_statistics(x, initial, xs, net)
-    stats.update(steps=steps, guidance=guidance, seed=seed, method=model.config.model.method)
+    stats.update(steps=steps, guidance=guidance, seed=seed, method=model.kind)
     k = min(rows, x.shape[0])
-    if model.d_refine is None:  # GAN: one deterministic reconstruction, nothing to sample
-        grid = [[x[i].cpu(), initial[i].cpu()] for i in range(k)]
-        labels = ["original", "GAN decoder"]
-    else:
-        grid = [[x[i].cpu(), initial[i].cpu(), *[xs[i, s].cpu() for s in range(samples)]]
-                for i in range(k)]
-        labels = ["original", "D_Initial", *[f"sample {s + 1}" for s in range(samples)]]
+    cols, labels = [x], ["original"]
+    if initial is not None:
+        cols.append(initial)
+        labels.append(kind.initial_label)
+    if kind.samples:  # a deterministic decoder has one reconstruction, nothing to sample
+        cols += [xs[:, s] for s in range(samples)]
+        labels += [f"sample {s + 1}" for s in range(samples)]
+    grid = [[c[i].cpu() for c in cols] for i in range(k)]
     save_grid(grid, out / "grid.png", labels=labels)
     save_variance_panel(x[:4].cpu(), xs[:4].cpu(), out / "variance.png")
     return stats

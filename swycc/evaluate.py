@@ -198,11 +198,16 @@ def evaluate_model(model, dataset, metrics: list[str], extractors: dict[str, nn.
     first reconstruction D_Initial(z) instead of its samples."""
     from tqdm import tqdm
 
+    from swycc.kinds import kind_of
+
     if decoder not in ("sample", "initial"):
         raise ValueError(f"decoder must be 'sample' or 'initial', got {decoder!r}")
 
     n = len(dataset) if num_images is None else min(num_images, len(dataset))
-    deterministic = model.config.model.method != "swycc" or decoder == "initial"
+    if decoder == "initial" and kind_of(model).initial_label is None:
+        raise ValueError(f"a {model.kind} autoencoder has no deterministic decoder to score "
+                         f"(--decoder initial); score its samples")
+    deterministic = not model.samples or decoder == "initial"
     s = 1 if deterministic else samples
     if n < 2 or ("is" in metrics and n * s < 10):
         raise ValueError(f"{n} image(s) x {s} sample(s) are too few for {metrics}")
@@ -295,7 +300,7 @@ def eval_images_per_second(model, num_images: int = 32, batch_size: int = 16,
 
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", help="model dir or .safetensors (SWYCC or GAN; default: the "
+    p.add_argument("--checkpoint", help="model dir or .safetensors (any kind; default: the "
                    "small pretrained model shipped with swycc)")
     p.add_argument("--compare", nargs="+", metavar="DIR", help="several checkpoints, one table")
     p.add_argument("--data", help="image folder (default: the embedded held-back crops)")
@@ -309,7 +314,8 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float, help="guidance w (default: the model's config)")
     p.add_argument("--samples", type=int, default=1, help="decodes per image (all are scored)")
     p.add_argument("--decoder", choices=["sample", "initial"], default="sample",
-                   help="SWYCC: score the samples, or the deterministic D_Initial(z)")
+                   help="score the samples, or the kind's deterministic reconstruction "
+                   "(SWYCC: D_Initial(z))")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -323,7 +329,8 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Validate everything (metrics, weights, checkpoints, data), evaluate, then write."""
-    from swycc.autoencoder import SWYCC, read_config
+    from swycc.autoencoder import Autoencoder, read_config
+    from swycc.kinds import get_kind
 
     metrics = parse_metrics(args.metrics)
     if args.samples < 1 or args.batch_size < 1 or (args.steps is not None and args.steps < 1):
@@ -350,15 +357,15 @@ def run_eval(args: argparse.Namespace) -> int:
     data_id = data_identity(args.data, dataset, size, n)
     rows = []
     for path in paths:
-        model = SWYCC.from_pretrained(path).to(args.device)
+        model = Autoencoder.from_pretrained(path).to(args.device)
         res = evaluate_model(model, dataset, metrics, extractors, num_images=n, steps=args.steps,
                              guidance=args.guidance, samples=args.samples, seed=args.seed,
                              batch_size=args.batch_size, device=args.device, data_id=data_id,
                              cache=cache, progress=not args.no_progress,
                              decoder=args.decoder)
-        method = model.config.model.method
-        if method == "swycc" and args.decoder == "initial":
-            method = "swycc D_Initial"
+        method = model.kind
+        if args.decoder == "initial" and model.samples:
+            method = f"{method} {get_kind(method).initial_label}"
         rows.append({"checkpoint": str(path), "method": method, **res})
     report = {
         "data": args.data or "embedded held-back crops", "image_size": size, "images": n,

@@ -23,28 +23,27 @@ def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def sample_statistics(x: torch.Tensor, initial: torch.Tensor, samples: torch.Tensor,
+def sample_statistics(x: torch.Tensor, initial: torch.Tensor | None, samples: torch.Tensor,
                       perceptual_net: torch.nn.Module | None = None) -> dict[str, float]:
-    """x, initial: (N, 3, H, W); samples: (N, S, 3, H, W); all in [-1, 1]."""
+    """x, initial: (N, 3, H, W); samples: (N, S, 3, H, W); all in [-1, 1]. ``initial`` None:
+    the kind has no deterministic reconstruction (DGAE); its "_initial" entries are left out."""
     n, s = samples.shape[:2]
     flat = samples.flatten(0, 1)
     x_rep = x.repeat_interleave(s, dim=0)
-    stats = {
-        "images": n, "samples_per_image": s,
-        "psnr_initial": float(psnr(initial, x).mean()),
-        "psnr_samples": float(psnr(flat, x_rep).mean()),
-    }
-    if perceptual_net is not None:
-        from swycc.perceptual import perceptual_distance
-
-        stats["perceptual_effnetlite0_initial"] = float(
-            perceptual_distance(perceptual_net, initial, x).mean())
-        stats["perceptual_effnetlite0_samples"] = float(
-            perceptual_distance(perceptual_net, flat, x_rep).mean())
+    outputs = {"samples": (flat, x_rep)}
+    if initial is not None:
+        outputs["initial"] = (initial, x)
+    stats: dict[str, float] = {"images": n, "samples_per_image": s}
     g_orig = float(gradient_energy(x).mean())
+    for name, (y, ref) in outputs.items():
+        stats[f"psnr_{name}"] = float(psnr(y, ref).mean())
+        if perceptual_net is not None:
+            from swycc.perceptual import perceptual_distance
+
+            stats[f"perceptual_effnetlite0_{name}"] = float(
+                perceptual_distance(perceptual_net, y, ref).mean())
+        stats[f"gradient_energy_ratio_{name}"] = float(gradient_energy(y).mean()) / g_orig
     stats["gradient_energy_original"] = g_orig
-    stats["gradient_energy_ratio_initial"] = float(gradient_energy(initial).mean()) / g_orig
-    stats["gradient_energy_ratio_samples"] = float(gradient_energy(flat).mean()) / g_orig
     var = torch.stack([variance_heatmap(samples[i]) for i in range(n)])
     if s > 1 and bool(var.max() > 0):  # a deterministic decoder has nothing to correlate
         stats["sample_std_mean"] = float(var.clamp_min(0).sqrt().mean())

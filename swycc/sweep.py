@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from swycc.autoencoder import SWYCC
+from swycc.autoencoder import Autoencoder
+from swycc.kinds import kind_of
 from swycc.embedded import EmbeddedCropDataset
 from swycc.perceptual import build_perceptual
 from swycc.sample_stats import sample_statistics
@@ -27,11 +28,11 @@ GUIDANCE = (0.0, 0.5, 1.0, 2.0)
 
 
 @torch.no_grad()
-def run_sweep(model: SWYCC, steps: tuple[int, ...], guidance: tuple[float, ...], samples: int,
+def run_sweep(model: Autoencoder, steps: tuple[int, ...], guidance: tuple[float, ...], samples: int,
               seed: int = 0, held_out: int = 16) -> list[dict]:
     held = EmbeddedCropDataset(model.config.model.image_size, "heldout", held_out=held_out)
     x = torch.stack([held[i][0] for i in range(len(held))])
-    initial = model.reconstruct_initial(x)
+    initial = model.reconstruct_initial(x) if kind_of(model).initial_label else None
     net = build_perceptual("efficientnet-lite0", None)
     rows = []
     for w in guidance:
@@ -51,8 +52,8 @@ def write_report(rows: list[dict], out: Path) -> None:
     r0 = rows[0]
     lines = [f"D_Initial: PSNR {r0['psnr_initial']:.2f} dB, perceptual (EffNet-Lite0) "
              f"{r0['perceptual_effnetlite0_initial']:.3f}, gradient-energy ratio "
-             f"{r0['gradient_energy_ratio_initial']:.2f}", "",
-             "| steps | guidance | PSNR (dB) | perceptual EffNet-Lite0 | grad-energy ratio "
+             f"{r0['gradient_energy_ratio_initial']:.2f}", ""] if "psnr_initial" in r0 else []
+    lines += ["| steps | guidance | PSNR (dB) | perceptual EffNet-Lite0 | grad-energy ratio "
              "| var/texture corr |", "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['steps']} | {r['guidance']} | {r['psnr_samples']:.2f} "
@@ -79,7 +80,8 @@ def plot(rows: list[dict], path: Path) -> None:
         for w in sorted({r["guidance"] for r in rows}):
             rs = [r for r in rows if r["guidance"] == w]
             ax.plot([r["steps"] for r in rs], [r[key] for r in rs], marker="o", label=f"w={w}")
-        ax.axhline(rows[0][init_key], color="k", ls="--", lw=1, label="D_Initial")
+        if init_key in rows[0]:
+            ax.axhline(rows[0][init_key], color="k", ls="--", lw=1, label="D_Initial")
         ax.set_xscale("log")
         ax.set_xlabel("DDIM steps")
         ax.set_title(title, fontsize=10)
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from swycc.pretrained import default_checkpoint
 
-    model = SWYCC.from_pretrained(args.checkpoint or default_checkpoint())
+    model = Autoencoder.from_pretrained(args.checkpoint or default_checkpoint())
     rows = run_sweep(model, tuple(args.steps), tuple(args.guidance), args.samples, args.seed)
     write_report(rows, Path(args.out))
     print((Path(args.out) / "sweep.md").read_text())

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from swycc.autoencoder import SWYCC, CheckpointError, read_config
+from swycc.autoencoder import Autoencoder, CheckpointError, read_config
 from swycc.config import get_preset, override, shrink
 
 
@@ -10,7 +10,7 @@ def _model(seed=0, **over):
     for k, v in over.items():
         cfg = override(cfg, k, v)
     torch.manual_seed(seed)
-    m = SWYCC(cfg)
+    m = Autoencoder.from_config(cfg)
     for p in m.parameters():  # non-trivial output weights (the U-Net's are zero at init)
         torch.nn.init.normal_(p, std=0.05) if p.ndim > 1 else None
     return m.eval()
@@ -20,7 +20,7 @@ def test_save_load_round_trip(tmp_path):
     m = _model()
     file = m.save_pretrained(tmp_path / "exp")
     assert read_config(tmp_path / "exp") == m.config
-    m2 = SWYCC.from_pretrained(tmp_path / "exp")
+    m2 = Autoencoder.from_pretrained(tmp_path / "exp")
     for (k, a), (_, b) in zip(m.state_dict().items(), m2.state_dict().items()):
         assert torch.equal(a, b), k
     assert file.name == "model.safetensors"
@@ -46,7 +46,7 @@ def test_reconstruct_reproducible_and_samples_differ():
 
 def test_gan_decode_is_deterministic_one_step():
     m = _model(**{"model.method": "gan"})
-    assert m.d_refine is None
+    assert not m.samples and "D_Refine" not in m.parts()
     z = m.encode(torch.rand(1, 3, 16, 16) * 2 - 1)
     out = m.decode(z, samples=2)
     assert torch.equal(out[:, 0], out[:, 1])
@@ -58,11 +58,11 @@ def test_bad_latents_and_checkpoints(tmp_path):
     with pytest.raises(ValueError, match="latents must have shape"):
         m.decode(torch.zeros(1, 5, 2, 2))
     with pytest.raises(CheckpointError, match="no such checkpoint"):
-        SWYCC.from_pretrained(tmp_path / "missing")
+        Autoencoder.from_pretrained(tmp_path / "missing")
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a safetensors file")
     with pytest.raises(CheckpointError, match="not a safetensors"):
-        SWYCC.from_pretrained(bad)
+        Autoencoder.from_pretrained(bad)
 
 
 def test_checkpoint_of_another_config_is_refused(tmp_path):
@@ -76,13 +76,13 @@ def test_checkpoint_of_another_config_is_refused(tmp_path):
     save_file(load_file(str(file)), str(tmp_path / "x.safetensors"),
               metadata={"format": "swycc", "config": json.dumps(other.to_dict())})
     with pytest.raises(CheckpointError, match="do not match"):
-        SWYCC.from_pretrained(tmp_path / "x.safetensors")
+        Autoencoder.from_pretrained(tmp_path / "x.safetensors")
 
 
 def test_half_precision_export_loads_as_float32(tmp_path):
     m = _model()
     m.save_pretrained(tmp_path, dtype=torch.float16)
-    m2 = SWYCC.from_pretrained(tmp_path)
+    m2 = Autoencoder.from_pretrained(tmp_path)
     w, w2 = m.encoder.conv_in.weight, m2.encoder.conv_in.weight
     assert w2.dtype == torch.float32 and torch.equal(w2, w.half().float())
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from swycc.autoencoder import SWYCC
+from swycc.autoencoder import Autoencoder
 from swycc.cli import main
 from swycc.config import get_preset, override, shrink
 
@@ -26,9 +26,9 @@ def files(tmp_path_factory):
         Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(p)
         imgs.append(p)
     torch.manual_seed(0)
-    model = SWYCC(shrink(get_preset("tiny")))
+    model = Autoencoder.from_config(shrink(get_preset("tiny")))
     model.save_pretrained(root / "model")
-    other = SWYCC(override(shrink(get_preset("tiny")), "model.encoder.latent_channels", 4))
+    other = Autoencoder.from_config(override(shrink(get_preset("tiny")), "model.encoder.latent_channels", 4))
     other.save_pretrained(root / "other")
     return root, imgs
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from swycc.config import PRESETS, Config, get_preset, override, shrink
-from swycc.autoencoder import SWYCC
+from swycc.autoencoder import Autoencoder
 
 
 def test_json_round_trip_every_preset():
@@ -33,7 +33,7 @@ def _count(module):
 
 def test_paper_parameter_counts_match_table3():
     with torch.device("meta"):
-        m = SWYCC(get_preset("paper"))
+        m = Autoencoder.from_config(get_preset("paper"))
     for got, want in [(_count(m.encoder), 49.4), (_count(m.d_initial), 63.4),
                       (_count(m.d_refine), 614.1)]:
         assert abs(got - want) / want < 0.10, (got, want)

@@ -30,10 +30,10 @@ class CountingNet(nn.Module):
 
 @pytest.fixture
 def model(tiny_cfg):
-    from swycc.autoencoder import SWYCC
+    from swycc.autoencoder import Autoencoder
 
     torch.manual_seed(0)
-    return SWYCC.from_config(tiny_cfg).eval()
+    return Autoencoder.from_config(tiny_cfg).eval()
 
 
 @pytest.fixture
@@ -114,10 +114,10 @@ def test_reference_cache_reused_and_invalidated(model, images, tmp_path):
 def test_deterministic_gan_scored_once(tiny_cfg, images):
     from dataclasses import replace
 
-    from swycc.autoencoder import SWYCC
+    from swycc.autoencoder import Autoencoder
 
     cfg = replace(tiny_cfg, model=replace(tiny_cfg.model, method="gan"))
-    gan = SWYCC.from_config(cfg).eval()
+    gan = Autoencoder.from_config(cfg).eval()
     res = E.evaluate_model(gan, images, ["psnr"], {}, samples=3, steps=7, progress=False)
     assert res["samples_per_image"] == 1 and res["steps"] is None and res["guidance"] is None
     want = maths.psnr(gan.reconstruct(maths.quantize_uint8(images).float() / 127.5 - 1),
@@ -137,13 +137,13 @@ def test_eval_images_per_second(model):
 def checkpoints(model, tiny_cfg, tmp_path):
     from dataclasses import replace
 
-    from swycc.autoencoder import SWYCC
+    from swycc.autoencoder import Autoencoder
 
     a = tmp_path / "swycc_ckpt"
     model.save_pretrained(a)
     b = tmp_path / "gan_ckpt"
     cfg = replace(tiny_cfg, model=replace(tiny_cfg.model, method="gan"))
-    SWYCC.from_config(cfg).save_pretrained(b)
+    Autoencoder.from_config(cfg).save_pretrained(b)
     return a, b
 
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from swycc.autoencoder import SWYCC
+from swycc.autoencoder import Autoencoder
 from swycc.config import get_preset, override
 from swycc.gan_losses import (
     adaptive_weight,
@@ -34,7 +34,7 @@ def _gan_cfg(base, **over):
 
 def _objective(cfg, seed=0):
     torch.manual_seed(seed)
-    model = SWYCC(cfg)
+    model = Autoencoder.from_config(cfg)
     return model, GANObjective(cfg, model, torch.device("cpu"))
 
 
@@ -213,7 +213,7 @@ def _run_state(run):
 
 
 def test_tiny_gan_run_is_finite_and_resumes_exactly(loop_cfg, tmp_path):
-    from swycc.train.loop import train
+    from swycc.train.autoencoder_task import train_autoencoder as train
 
     res = train(loop_cfg, tmp_path / "a", max_steps=4, progress=False)
     assert res.step == 4 and res.nonfinite_steps == 0
@@ -231,7 +231,7 @@ def test_tiny_gan_run_is_finite_and_resumes_exactly(loop_cfg, tmp_path):
     for k in ta:
         assert torch.allclose(ta[k], tb[k], atol=1e-6), k
     # the exported GAN model decodes in one deterministic step
-    m = SWYCC.from_pretrained(tmp_path / "a" / "export")
+    m = Autoencoder.from_pretrained(tmp_path / "a" / "export")
     x = _batch(1, 24)
     assert torch.equal(m.reconstruct(x), m.reconstruct(x)) and m.reconstruct(x).shape == x.shape
 

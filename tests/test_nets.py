@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from swycc.autoencoder import SWYCC
+from swycc.autoencoder import Autoencoder
 from swycc.config import PRESETS, get_preset, shrink
 
 
@@ -9,7 +9,7 @@ from swycc.config import PRESETS, get_preset, shrink
 def test_shapes_every_preset_at_tiny_width(name):
     cfg = shrink(get_preset(name), width=8)
     torch.manual_seed(0)
-    m = SWYCC(cfg)
+    m = Autoencoder.from_config(cfg)
     size = 32 if name != "paper" else 64
     x = torch.rand(2, 3, size, size) * 2 - 1
     z = m.encoder(x)
@@ -24,7 +24,7 @@ def test_unet_output_starts_at_zero_and_attention_is_placed():
     from swycc.nn.blocks import SelfAttention
 
     cfg = shrink(get_preset("paper"), width=8)
-    m = SWYCC(cfg)
+    m = Autoencoder.from_config(cfg)
     v = m.d_refine(torch.randn(1, 6, 64, 64), torch.zeros(1))
     assert torch.count_nonzero(v) == 0  # zero-initialised output conv
     n_attn = sum(isinstance(mod, SelfAttention) for mod in m.d_refine.modules())
@@ -38,7 +38,7 @@ def test_adaptive_norm_decoder_uses_latent():
     cfg = shrink(get_preset("tiny"))
     cfg = replace(cfg, model=replace(cfg.model, decoder=replace(cfg.model.decoder,
                                                                 adaptive_norm=True)))
-    m = SWYCC(cfg)
+    m = Autoencoder.from_config(cfg)
     z = torch.randn(1, cfg.model.latent_channels, 4, 4, requires_grad=True)
     m.d_initial(z).sum().backward()
     norm = m.d_initial.blocks[0].norm1

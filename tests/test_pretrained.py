@@ -4,7 +4,7 @@ trained (not random), and the CLI and the demo use it when no --checkpoint is gi
 import json
 
 import torch
-from swycc.autoencoder import SWYCC
+from swycc.autoencoders import SWYCC
 from swycc.cli import main
 from swycc.embedded import EmbeddedCropDataset
 from swycc.metrics.maths import psnr, quantize_uint8

@@ -11,7 +11,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from swycc.config import TrainConfig, override
-from swycc.train.loop import lr_at, train
+from swycc.train.autoencoder_task import train_autoencoder as train
+from swycc.train.optim import lr_at
 from swycc.train.objectives import draw_noise
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,12 +145,12 @@ def test_two_process_ddp_equals_one_process(image_dir, tmp_path):
 
 
 def _initial_weights(common):
-    from swycc.autoencoder import SWYCC
+    from swycc.autoencoder import Autoencoder
     from swycc.cli import build_config, make_parser
 
     args = make_parser().parse_args([*common, "--out", "unused"])
     torch.manual_seed(0)
-    return SWYCC(build_config(args)).state_dict()
+    return Autoencoder.from_config(build_config(args)).state_dict()
 
 
 def test_bf16_autocast_trains_finite(tiny_cfg, image_dir, tmp_path):

@@ -11,9 +11,11 @@ from swycc.nn.blocks import DepthToSpaceUpsample, ResBlock, group_norm
 
 
 class Encoder(nn.Module):
-    """MaskGIT-style encoder: x (N, 3, H, W) in [-1, 1] -> z (N, C, H/8, W/8)."""
+    """MaskGIT-style encoder: x (N, 3, H, W) in [-1, 1] -> z (N, C, H/8, W/8).
 
-    def __init__(self, cfg: EncoderConfig):
+    ``out_channels`` defaults to C; a KL encoder (DGAE) asks for 2C (mean and log-variance)."""
+
+    def __init__(self, cfg: EncoderConfig, out_channels: int | None = None):
         super().__init__()
         chans = [cfg.base_channels * m for m in cfg.channel_mults]
         self.conv_in = nn.Conv2d(3, chans[0], 3, padding=1)
@@ -29,7 +31,7 @@ class Encoder(nn.Module):
             blocks.append(ResBlock(cin, cin, cfg.num_groups))
         self.blocks = nn.Sequential(*blocks)
         self.norm_out = group_norm(cin, cfg.num_groups)
-        self.conv_out = nn.Conv2d(cin, cfg.latent_channels, 1)
+        self.conv_out = nn.Conv2d(cin, out_channels or cfg.latent_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.blocks(self.conv_in(x))
@@ -58,7 +60,7 @@ class Decoder(nn.Module):
             if level < len(chans) - 1:
                 self.blocks.append(DepthToSpaceUpsample(cin, cin))
         self.norm_out = group_norm(cin, cfg.num_groups)
-        self.conv_out = nn.Conv2d(cin, 3, 3, padding=1)
+        self.conv_out = nn.Conv2d(cin, cfg.out_channels, 3, padding=1)
 
     @property
     def last_layer(self) -> torch.Tensor:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 _TENSOR = "__tensor__"
+
+
+class CheckpointCorruptError(ValueError):
+    """Every training checkpoint of a run directory is damaged."""
 
 
 def flatten(state: Any, prefix: str = "") -> tuple[Any, dict[str, torch.Tensor]]:
@@ -96,6 +101,32 @@ class CheckpointDir:
         skeleton = json.loads((path / "state.json").read_text())
         tensors = load_file(str(path / "state.safetensors"), device=device)
         return unflatten(skeleton, tensors)
+
+    def load_latest(self, device: str = "cpu") -> dict[str, Any] | None:
+        """The newest checkpoint that reads back whole. A damaged newest one (truncated files,
+        a disk that filled up) is skipped with a warning naming it, and the previous complete
+        one is used; None when there is no checkpoint at all."""
+        candidates = sorted((p for p in self.root.glob("step-*") if p.is_dir()), reverse=True)
+        latest = self.latest()
+        if latest is not None and latest in candidates:  # the pointer's choice first
+            candidates.remove(latest)
+            candidates.insert(0, latest)
+        for i, path in enumerate(candidates):
+            try:
+                state = self.load(path, device=device)
+            except Exception as e:  # noqa: BLE001 - any damage means: try the previous one
+                warnings.warn(f"checkpoint {path} is unreadable ({type(e).__name__}: {e}); "
+                              f"falling back to the previous complete checkpoint",
+                              RuntimeWarning, stacklevel=2)
+                continue
+            if i > 0:
+                warnings.warn(f"resuming from {path.name}, not the newest checkpoint",
+                              RuntimeWarning, stacklevel=2)
+            return state
+        if candidates:
+            raise CheckpointCorruptError(f"{self.root}: no checkpoint could be read; move the "
+                                         f"directory away to start over")
+        return None
 
     def _prune(self) -> None:
         done = sorted(p for p in self.root.glob("step-*") if p.is_dir())

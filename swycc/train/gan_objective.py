@@ -45,7 +45,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.func import functional_call
 
-from swycc.autoencoder import SWYCC
+from swycc.autoencoders import GANAutoencoder
 from swycc.config import Config, LossConfig
 from swycc.gan_losses import (
     GAN_LOSSES,
@@ -56,7 +56,9 @@ from swycc.gan_losses import (
     lecam_regularizer,
 )
 from swycc.nn.discriminator import Discriminator
-from swycc.train.objectives import add_initial_losses, autocast_for, build_perceptual_loss
+from swycc.train.objectives import (Objective, add_initial_losses, autocast_for,
+                                    build_perceptual_loss)
+from swycc.train.optim import lr_at, optimizer_step, set_lr
 
 
 def build_discriminator(cfg: Config) -> Discriminator:
@@ -68,7 +70,7 @@ class GANGeneratorLoss(nn.Module):
     """forward(x, adversarial) -> (x_hat, L_rec, L_adv, logs). The module the loop wraps in DDP:
     its parameters are E and the decoder (the perceptual net is frozen); D is held outside."""
 
-    def __init__(self, model: SWYCC, cfg: LossConfig, perceptual: nn.Module | None,
+    def __init__(self, model: GANAutoencoder, cfg: LossConfig, perceptual: nn.Module | None,
                  discriminator: Discriminator, bf16: bool = False):
         super().__init__()
         self.model, self.cfg, self.perceptual, self.bf16 = model, cfg, perceptual, bf16
@@ -91,13 +93,13 @@ class GANGeneratorLoss(nn.Module):
         return x_hat, l_rec, l_adv, logs
 
 
-class GANObjective:
-    """The loop's interface (see ``swycc.train.objectives.SWYCCObjective``) for method "gan".
+class GANObjective(Objective):
+    """The loop's interface (``swycc.train.objectives.Objective``) for method "gan".
     Owns the discriminator, its optimiser and the LeCAM state; all of it is in ``state_dict``."""
 
-    def __init__(self, cfg: Config, model: SWYCC, device: torch.device):
-        if model.d_refine is not None:
-            raise ValueError("GANObjective needs a model built with model.method='gan'")
+    def __init__(self, cfg: Config, model: GANAutoencoder, device: torch.device):
+        if not isinstance(model, GANAutoencoder):
+            raise ValueError("GANObjective needs a GANAutoencoder (model.method='gan')")
         self.cfg, self.model, self.device = cfg, model, torch.device(device)
         lc = cfg.loss
         if lc.gan_loss not in GAN_LOSSES:  # fail now, not at adversarial_start
@@ -164,11 +166,8 @@ class GANObjective:
     # ---- the discriminator step -----------------------------------------------------------------
     def _disc_step(self, pairs: list[tuple[torch.Tensor, torch.Tensor]],
                    step: int) -> dict[str, torch.Tensor]:
-        from swycc.train.loop import lr_at  # late import: loop imports this module's builder
-
         lc, tc = self.cfg.loss, self.cfg.train
-        for group in self.disc_optimizer.param_groups:
-            group["lr"] = lr_at(step, tc)
+        set_lr(self.disc_optimizer, lr_at(step, tc))
         self.disc_optimizer.zero_grad(set_to_none=True)
         n = len(pairs)
         sums = torch.zeros(2, device=self.device)  # L_disc, R_LC averaged over the rounds
@@ -196,13 +195,13 @@ class GANObjective:
                 bad = bad or not bool(torch.isfinite(loss))
                 (loss / n).backward()
             sums[0] += l_disc.detach() / n
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.discriminator.parameters(), tc.grad_clip)
-        bad = _any_true(bad or not bool(torch.isfinite(grad_norm)), self.device)
-        if bad:
+        res = optimizer_step(self.disc_optimizer, self.discriminator.parameters(), tc.grad_clip,
+                             loss_finite=not bad,
+                             any_rank=lambda flag: _any_true(flag, self.device))
+        grad_norm = res.grad_norm
+        if res.skipped:
             self.disc_nonfinite += 1
-            self.disc_optimizer.zero_grad(set_to_none=True)
         else:
-            self.disc_optimizer.step()
             self.disc_steps += 1
             means = _average_across_processes(means)[0]
             if self.lecam_initialized:
@@ -211,7 +210,6 @@ class GANObjective:
             else:
                 self.lecam_real, self.lecam_fake = means[0].clone(), means[1].clone()
                 self.lecam_initialized = True
-        self.disc_optimizer.zero_grad(set_to_none=True)  # D's grads never linger
         logs = {"loss_d": sums[0], "d_real": means[0], "d_fake": means[1],
                 "disc_grad_norm": grad_norm.detach()}
         if lc.lecam_weight > 0:

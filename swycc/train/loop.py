@@ -1,37 +1,66 @@
-"""The training loop: one function, any method (SWYCC or GAN), one or many processes.
+"""The training loop: one function for anything that offers a model, an objective and data
+(every autoencoder kind through ``swycc.train.autoencoder_task``, the latent DiT, ...).
 
 Re-running the same command resumes from ``<out>/checkpoints/latest`` exactly where it stopped:
-model, optimiser, EMA, method state (e.g. the discriminator), step, RNG states and the data
-position are all restored. Adam(W), linear warm-up then cosine decay to 0, global-norm clipping,
-EMA, bf16 autocast, gradient accumulation, torchrun DDP. A non-finite loss skips the update and
-is counted.
+model, optimiser, EMA, objective state (e.g. a discriminator), step, RNG states and the data
+position are all restored. Adam(W), linear warm-up then cosine decay (or constant), global-norm
+clipping, EMA, bf16 autocast, gradient accumulation, torchrun DDP. A non-finite loss or gradient
+skips the update and is counted; a long streak of them stops the run (``TrainingDivergedError``).
+
+Before anything is written, the task builds its data, model and objective (a bad option or an
+empty folder fails here, leaving no trace), the directory's config is compared with this one,
+and the directory's lock is taken (a second live run into the same ``--out`` is refused).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import time
+import warnings
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from swycc.autoencoder import SWYCC
-from swycc.config import Config, TrainConfig
-from swycc.data import ResumableSampler, build_dataset, make_loader
+from swycc.config import TrainConfig
+from swycc.data import ResumableSampler, make_loader
 from swycc.train.checkpoint import CheckpointDir
 from swycc.train.distributed import DistInfo, any_true, barrier, init_distributed
 from swycc.train.ema import EMA
-from swycc.train.objectives import build_objective
-from swycc.train.reporting import MetricsLog, write_sample_grid
+from swycc.train.optim import lr_at, make_optimizer, optimizer_step, set_lr
+from swycc.train.reporting import MetricsLog
+from swycc.train.run_dir import (ConfigMismatchError, RunLock, read_run_config,
+                                 write_run_config)
+
+__all__ = ["ConfigMismatchError", "TrainResult", "TrainTask", "TrainingDivergedError", "train"]
 
 
-class ConfigMismatchError(ValueError):
-    """The run directory holds a run of another configuration."""
+class TrainingDivergedError(RuntimeError):
+    """Too many optimiser steps in a row were skipped as non-finite."""
+
+
+class TrainTask(Protocol):
+    """What the loop trains. ``swycc.train.autoencoder_task.AutoencoderTask`` is one."""
+
+    name: str  # progress-bar label
+    train_config: TrainConfig
+
+    def config_dict(self) -> dict: ...  # written to <out>/config.json
+    def check_resume(self, old: dict) -> None: ...  # raise ConfigMismatchError if incompatible
+    def build_dataset(self) -> Any: ...  # items (input, label); validates the data
+    def build_model(self) -> nn.Module: ...
+    def build_objective(self, model: nn.Module, device: torch.device) -> Any: ...
+    def to_device(self, batch: tuple, device: torch.device) -> Any: ...  # loader item -> input
+    def preview_inputs(self) -> Any | None: ...  # held-back inputs for preview grids, or None
+    def write_preview(self, model: nn.Module, inputs: Any, path: Path) -> None: ...
+    def export(self, model: nn.Module, path: Path) -> Path: ...  # the slim EMA artefact
+    def compile(self, model: nn.Module) -> None: ...
 
 
 @dataclass
@@ -43,67 +72,85 @@ class TrainResult:
     export: Path | None
 
 
-def lr_at(step: int, tc: TrainConfig) -> float:
-    """Linear warm-up from 0 over ``warmup_steps``, then cosine decay to 0 at ``total_steps``."""
-    if step < tc.warmup_steps:
-        return tc.lr * (step + 1) / tc.warmup_steps
-    span = max(1, tc.total_steps - tc.warmup_steps)
-    progress = min(1.0, (step - tc.warmup_steps) / span)
-    return tc.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+def _rng_state(info: DistInfo) -> dict:
+    return {"cpu": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(info.device) if info.device.type == "cuda" else None}
 
 
-def make_optimizer(params, tc: TrainConfig) -> torch.optim.Optimizer:
-    if tc.weight_decay > 0:
-        return torch.optim.AdamW(params, lr=tc.lr, betas=tc.betas, eps=tc.adam_eps,
-                                 weight_decay=tc.weight_decay)
-    return torch.optim.Adam(params, lr=tc.lr, betas=tc.betas, eps=tc.adam_eps)
+class _Divergence:
+    """Counts skipped steps: a warning when more than half of a recent window was skipped, an
+    error after ``limit`` in a row."""
+
+    def __init__(self, limit: int, window: int):
+        self.limit, self.in_row = limit, 0
+        self.recent: deque[bool] = deque(maxlen=max(2, window))
+        self.warned_at = -1
+
+    def record(self, skipped: bool, step: int) -> None:
+        self.in_row = self.in_row + 1 if skipped else 0
+        self.recent.append(skipped)
+        if self.in_row >= self.limit:
+            raise TrainingDivergedError(
+                f"training diverged: the last {self.in_row} steps (to step {step}) had a "
+                f"non-finite loss or gradient; lower the learning rate (train.lr) or raise "
+                f"train.max_nonfinite_in_row; the last good checkpoint is kept")
+        full = len(self.recent) == self.recent.maxlen
+        if full and sum(self.recent) * 2 > len(self.recent) and step - self.warned_at > len(
+                self.recent):
+            self.warned_at = step
+            warnings.warn(f"step {step}: {sum(self.recent)} of the last {len(self.recent)} "
+                          f"steps were skipped as non-finite; the run may be diverging",
+                          RuntimeWarning, stacklevel=2)
 
 
-def check_run_dir(out: Path, cfg: Config, info: DistInfo) -> None:
-    """Store the config beside the run; refuse to resume a run of another model or method."""
-    file = out / "config.json"
-    if file.exists():
-        old = Config.from_json(file.read_text())
-        for part in ("model", "loss", "data"):
-            if getattr(old, part) != getattr(cfg, part):
-                raise ConfigMismatchError(
-                    f"{out} holds a run with another {part} config; use a new --out directory "
-                    f"(or the same options as before to resume)")
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(cfg.to_dict(), indent=2))
-        tmp.replace(file)
-
-
-def train(cfg: Config, out_dir: str | Path, device: str | None = None,
+def train(task: TrainTask, out_dir: str | Path, device: str | None = None,
           max_steps: int | None = None, progress: bool = True) -> TrainResult:
-    tc = cfg.train
+    tc = task.train_config
     out = Path(out_dir)
+    if max_steps is not None and max_steps < 0:
+        raise ValueError(f"max_steps must be >= 0, got {max_steps}")
     info = init_distributed(device)
-    check_run_dir(out, cfg, info)
     micro, rem = divmod(tc.batch_size, info.world_size * tc.grad_accum)
     if rem or micro < 1:
         raise ValueError(f"train.batch_size={tc.batch_size} must be a multiple of "
                          f"processes x grad_accum = {info.world_size} x {tc.grad_accum}")
 
+    # ---- everything that can fail on bad input, before the first write ----
     # Adam's second moments and zero-initialised layers produce denormal floats, which ran
     # 100x slower on CPU here (the optimiser step took longer than the convolutions).
     torch.set_flush_denormal(True)
+    dataset = task.build_dataset()
     torch.manual_seed(tc.seed)  # identical initial weights on every rank
-    model = SWYCC(cfg).to(info.device)
-    objective = build_objective(cfg, model, info.device)
+    model = task.build_model().to(info.device)
+    objective = task.build_objective(model, info.device)
+    old = read_run_config(out)
+    if old is not None:
+        task.check_resume(old)
+
+    lock = RunLock(out).acquire() if info.is_main else None
+    try:
+        if info.is_main:
+            write_run_config(out, task.config_dict())
+        return _run(task, out, info, micro, dataset, model, objective, max_steps, progress)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run(task, out: Path, info: DistInfo, micro: int, dataset, model: nn.Module, objective,
+         max_steps: int | None, progress: bool) -> TrainResult:
+    tc = task.train_config
     if tc.compile:
-        model.compile_networks()
-    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], tc)
+        task.compile(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(params, tc)
     ema = EMA(model, tc.ema_decay, tc.ema_warmup)
-    dataset = build_dataset(cfg.data, cfg.model.image_size, train=True, seed=tc.seed)
     sampler = ResumableSampler(len(dataset), tc.seed, info.rank, info.world_size)
     ckpt = CheckpointDir(out)
     log = MetricsLog(out / "metrics.jsonl", enabled=info.is_main)
 
     step, nonfinite = 0, 0
-    state = ckpt.load(device="cpu")
+    state = ckpt.load_latest(device="cpu")
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -119,21 +166,23 @@ def train(cfg: Config, out_dir: str | Path, device: str | None = None,
         ids = [info.device.index] if info.device.type == "cuda" else None
         objective.wrap(lambda m: DDP(m, device_ids=ids))
 
-    heldout = None
-    if info.is_main and tc.sample_every > 0:
-        held = build_dataset(cfg.data, cfg.model.image_size, train=False)
-        heldout = torch.stack([held[i][0] for i in range(min(8, len(held)))])
+    preview = task.preview_inputs() if info.is_main and tc.sample_every > 0 else None
+
+    def ema_model() -> nn.Module:
+        with torch.random.fork_rng(devices=[]):  # a fresh module must not move the run's RNG
+            slim = task.build_model()
+        ema.copy_to(slim)
+        return slim.eval()
 
     def save() -> Path | None:
         if not info.is_main:
             return None
-        rng = {"cpu": torch.get_rng_state(),
-               "cuda": torch.cuda.get_rng_state(info.device) if info.device.type == "cuda" else None}
         ckpt.save(step, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "ema": ema.state_dict(), "objective": objective.state_dict(),
                          "sampler": sampler.state_dict(), "step": step,
-                         "nonfinite_steps": nonfinite, "rng": rng, "config": cfg.to_dict()})
-        return export_ema(model, ema, out / "export")
+                         "nonfinite_steps": nonfinite, "rng": _rng_state(info),
+                         "config": task.config_dict()})
+        return task.export(ema_model(), out / "export")
 
     stop_signal = {"hit": False}
     old_handler = signal.getsignal(signal.SIGTERM)
@@ -143,77 +192,84 @@ def train(cfg: Config, out_dir: str | Path, device: str | None = None,
     loader = make_loader(dataset, micro, sampler, tc.num_workers)
     limit = tc.total_steps if max_steps is None else min(tc.total_steps, max_steps)
     bar = tqdm(total=limit, initial=step, disable=not (progress and info.is_main),
-               desc=f"train {cfg.model.method}", unit="step", dynamic_ncols=True)
+               desc=task.name, unit="step", dynamic_ncols=True)
     start, last_t, last_step = time.monotonic(), time.monotonic(), step
     stopped_by = "total_steps" if limit == tc.total_steps else "max_steps"
+    divergence = _Divergence(tc.max_nonfinite_in_row, tc.log_every)
     export = None
     model.train()
-    while step < limit:
-        lr = lr_at(step, tc)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        optimizer.zero_grad(set_to_none=True)
-        logs_sum: dict[str, float] = {}
-        bad = False
-        for a in range(tc.grad_accum):
-            x, _ = next(loader)
-            x = x.to(info.device, non_blocking=True)
-            # global row of each local example: rank r, k-th local example -> r + k * world
-            k = torch.arange(a * micro, (a + 1) * micro)
-            rows = info.rank + k * info.world_size
-            sync = (a == tc.grad_accum - 1) or not info.enabled
-            with (objective.wrapped.no_sync() if not sync else _null()):
-                loss, logs = objective.micro_loss(x, step, rows, tc.batch_size)
-                bad = bad or not bool(torch.isfinite(loss))
-                (loss / tc.grad_accum).backward()
-            sampler.advance(micro)
-            for k_, v in logs.items():
-                logs_sum[k_] = logs_sum.get(k_, 0.0) + float(v) / tc.grad_accum
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        bad = any_true(bad or not bool(torch.isfinite(grad_norm)), info)
-        if bad:  # skip the update, keep the run alive
-            nonfinite += 1
+    try:
+        while step < limit:
+            lr = lr_at(step, tc)
+            set_lr(optimizer, lr)
             optimizer.zero_grad(set_to_none=True)
-        else:
-            optimizer.step()
-            ema.update(model)
-            for k_, v in objective.after_step(x, step).items():
-                logs_sum[k_] = float(v)
-        step += 1
-        bar.update(1)
+            logs_sum: dict[str, float] = {}
+            finite = True
+            for a in range(tc.grad_accum):
+                batch = task.to_device(next(loader), info.device)
+                # global row of each local example: rank r, k-th local example -> r + k * world
+                k = torch.arange(a * micro, (a + 1) * micro)
+                rows = info.rank + k * info.world_size
+                sync = (a == tc.grad_accum - 1) or not info.enabled
+                with (objective.wrapped.no_sync() if not sync else _null()):
+                    loss, logs = objective.micro_loss(batch, step, rows, tc.batch_size)
+                    finite = finite and bool(torch.isfinite(loss))
+                    (loss / tc.grad_accum).backward()
+                sampler.advance(micro)
+                for k_, v in logs.items():
+                    logs_sum[k_] = logs_sum.get(k_, 0.0) + float(v) / tc.grad_accum
+            res = optimizer_step(optimizer, params, tc.grad_clip, finite,
+                                 any_rank=lambda flag: any_true(flag, info))
+            if res.skipped:  # skip the update, keep the run alive
+                nonfinite += 1
+            else:
+                ema.update(model)
+                for k_, v in objective.after_step(batch, step).items():
+                    logs_sum[k_] = float(v)
+            step += 1
+            bar.update(1)
+            divergence.record(res.skipped, step)
 
-        if step % tc.log_every == 0 or step == limit:
-            now = time.monotonic()
-            ips = (step - last_step) * tc.batch_size / max(now - last_t, 1e-9)
-            last_t, last_step = now, step
-            rec = {"step": step, "lr": lr, "grad_norm": float(grad_norm), **logs_sum,
-                   "images_per_s": ips, "nonfinite_steps": nonfinite,
-                   "elapsed_s": now - start}
-            log.write(rec)
-            bar.set_postfix(loss=f"{logs_sum.get('loss', float('nan')):.4f}", img_s=f"{ips:.1f}")
-        if heldout is not None and (step % tc.sample_every == 0 or step == limit):
-            write_sample_grid(model, ema, heldout, out / "samples" / f"step-{step:08d}.png")
-        over_time = tc.time_budget_s is not None and time.monotonic() - start > tc.time_budget_s
-        stop = any_true(over_time or stop_signal["hit"], info)
-        if step % tc.checkpoint_every == 0 or step == limit or stop:
-            export = save()
-            barrier(info)
-        if stop:
-            stopped_by = "signal" if stop_signal["hit"] else "time_budget"
-            break
-    bar.close()
+            if step % tc.log_every == 0 or step == limit:
+                now = time.monotonic()
+                ips = (step - last_step) * tc.batch_size / max(now - last_t, 1e-9)
+                last_t, last_step = now, step
+                rec = {"step": step, "lr": lr, "grad_norm": _finite_or_none(res.grad_norm),
+                       **logs_sum, "images_per_s": ips, "nonfinite_steps": nonfinite,
+                       "elapsed_s": now - start, **_data_counts(dataset)}
+                log.write(rec)
+                bar.set_postfix(loss=f"{logs_sum.get('loss', float('nan')):.4f}",
+                                img_s=f"{ips:.1f}")
+            if preview is not None and (step % tc.sample_every == 0 or step == limit):
+                task.write_preview(ema_model().to(info.device), preview,
+                                   out / "samples" / f"step-{step:08d}.png")
+            over_time = (tc.time_budget_s is not None
+                         and time.monotonic() - start > tc.time_budget_s)
+            stop = any_true(over_time or stop_signal["hit"], info)
+            if step % tc.checkpoint_every == 0 or step == limit or stop:
+                export = save()
+                barrier(info)
+            if stop:
+                stopped_by = "signal" if stop_signal["hit"] else "time_budget"
+                break
+    finally:
+        bar.close()
+        if info.is_main or not info.enabled:
+            signal.signal(signal.SIGTERM, old_handler)
     if step >= limit and export is None:
         export = save()  # nothing to do: the run had already finished; re-export
-    if info.is_main or not info.enabled:
-        signal.signal(signal.SIGTERM, old_handler)
     return TrainResult(step, nonfinite, stopped_by, out, export)
 
 
-def export_ema(model: SWYCC, ema: EMA, path: Path) -> Path:
-    """The slim artefact: EMA weights + config in one safetensors file."""
-    slim = SWYCC(model.config)
-    ema.copy_to(slim)
-    return slim.save_pretrained(path)
+def _finite_or_none(x: torch.Tensor) -> float | None:
+    v = float(x)
+    return v if math.isfinite(v) else None
+
+
+def _data_counts(dataset) -> dict:
+    """Files the dataset skipped so far (unreadable images), if it counts them."""
+    counts = getattr(dataset, "skip_counts", None)
+    return dict(counts()) if callable(counts) else {}
 
 
 class _null:

@@ -20,9 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from swycc.autoencoder import SWYCC
+from swycc.autoencoders import SWYCC
 from swycc.config import Config, LossConfig
-from swycc.diffusion import add_noise, logsnr, v_loss, v_target
 
 
 @dataclass
@@ -54,28 +53,24 @@ def autocast_for(device: torch.device, bf16: bool):
 
 
 class SWYCCLoss(nn.Module):
-    """forward(x, noise) -> (total loss, logs). Wrap this module in DDP: the whole loss runs
-    inside the wrapped forward."""
+    """forward(x, t, eps, keep) -> (total loss, logs). Wrap this module in DDP: the whole loss
+    runs inside the wrapped forward."""
 
     def __init__(self, model: SWYCC, cfg: LossConfig, perceptual: nn.Module | None,
-                 predict_residual: bool = False, bf16: bool = False):
+                 bf16: bool = False):
         super().__init__()
-        self.model, self.cfg, self.perceptual = model, cfg, perceptual
-        self.predict_residual, self.bf16 = predict_residual, bf16
+        self.model, self.cfg, self.perceptual, self.bf16 = model, cfg, perceptual, bf16
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
                 keep: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         m = self.model
         with autocast_for(x.device, self.bf16):
             x_init = m.d_initial(m.encoder(x)).float()
-            target = x - x_init.detach() if self.predict_residual else x
-            x_t = add_noise(target, t, eps)  # eq. (2): x_t = alpha_t x + sigma_t eps
-            cond = x_init * keep.view(-1, 1, 1, 1)
-            v_hat = m.d_refine(torch.cat([x_t, cond], dim=1), logsnr(t)).float()
-        l_ae = v_loss(v_hat, v_target(target, t, eps))
-        logs = {"loss_ae": l_ae.detach()}
-        total = l_ae
-        total, logs = add_initial_losses(total, logs, x, x_init, self.cfg, self.perceptual)
+        # eq. (2): D_Refine conditioned on D_Initial(z), dropped to 0 where keep = 0
+        out = m.denoiser.loss(x, x_init, keep, t, eps, anchor=x_init,
+                              autocast=autocast_for(x.device, self.bf16))
+        logs = {"loss_ae": out.loss.detach()}
+        total, logs = add_initial_losses(out.loss, logs, x, x_init, self.cfg, self.perceptual)
         logs["loss"] = total.detach()
         return total, logs
 
@@ -103,28 +98,22 @@ def build_perceptual_loss(cfg: LossConfig, device: torch.device) -> nn.Module | 
     return PerceptualLoss(build_perceptual(cfg.perceptual_net, cfg.perceptual_weights)).to(device)
 
 
-class SWYCCObjective:
-    """What the training loop needs from a method: the module to wrap in DDP, the parameters
-    to optimise and average, a loss for one micro-batch, and extra state for checkpoints."""
+class Objective:
+    """What the training loop needs from a method: the module to wrap in DDP (``wrapped``), a
+    loss for one micro-batch, a hook after each optimiser step, and extra checkpoint state."""
 
-    def __init__(self, cfg: Config, model: SWYCC, device: torch.device):
-        self.cfg, self.model, self.device = cfg, model, device
-        self.loss_module = SWYCCLoss(model, cfg.loss, build_perceptual_loss(cfg.loss, device),
-                                     cfg.model.unet.predict_residual, cfg.train.bf16)
-        self.wrapped: nn.Module = self.loss_module
+    wrapped: nn.Module
 
     def wrap(self, wrapper) -> None:
         """``wrapper`` is e.g. ``lambda m: DDP(m)``; called once by the loop when distributed."""
-        self.wrapped = wrapper(self.loss_module)
+        self.wrapped = wrapper(self.wrapped)
 
-    def micro_loss(self, x: torch.Tensor, step: int, rows: torch.Tensor,
+    def micro_loss(self, batch, step: int, rows: torch.Tensor,
                    global_batch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        noise = draw_noise(self.cfg.train.seed, step, rows, global_batch, tuple(x.shape[1:]),
-                           self.cfg.loss.cond_dropout, x.device)
-        return self.wrapped(x, noise.t, noise.eps, noise.keep)
+        raise NotImplementedError
 
-    def after_step(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-        """Hook after the generator update (the GAN trains its discriminator here)."""
+    def after_step(self, batch, step: int) -> dict[str, torch.Tensor]:
+        """Hook after the optimiser's update (the GAN trains its discriminator here)."""
         return {}
 
     def state_dict(self) -> dict:
@@ -134,11 +123,17 @@ class SWYCCObjective:
         pass
 
 
-def build_objective(cfg: Config, model: SWYCC, device: torch.device):
-    if cfg.model.method == "swycc":
-        return SWYCCObjective(cfg, model, device)
-    if cfg.model.method == "gan":
-        from swycc.train.gan_objective import GANObjective
+class SWYCCObjective(Objective):
+    """Eq. (3) for a SWYCC model; randomness drawn per global row (see the module doc)."""
 
-        return GANObjective(cfg, model, device)
-    raise ValueError(f"unknown method {cfg.model.method!r}")
+    def __init__(self, cfg: Config, model: SWYCC, device: torch.device):
+        self.cfg, self.model, self.device = cfg, model, device
+        self.loss_module = SWYCCLoss(model, cfg.loss, build_perceptual_loss(cfg.loss, device),
+                                     cfg.train.bf16)
+        self.wrapped: nn.Module = self.loss_module
+
+    def micro_loss(self, x: torch.Tensor, step: int, rows: torch.Tensor,
+                   global_batch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        noise = draw_noise(self.cfg.train.seed, step, rows, global_batch, tuple(x.shape[1:]),
+                           self.cfg.loss.cond_dropout, x.device)
+        return self.wrapped(x, noise.t, noise.eps, noise.keep)

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import torch
 
-from swycc.autoencoder import SWYCC
-from swycc.train.ema import EMA
 
 
 class MetricsLog:
@@ -37,23 +35,25 @@ class MetricsLog:
 
 
 @torch.no_grad()
-def write_sample_grid(model: SWYCC, ema: EMA, images: torch.Tensor, path: Path,
-                      steps: int = 10, samples: int = 2) -> None:
-    """Rows of original | D_Initial | samples, from the EMA weights, on held-back crops."""
+def write_sample_grid(model, images: torch.Tensor, path: Path, steps: int = 10,
+                      samples: int = 2) -> None:
+    """Rows of original | deterministic reconstruction (if the kind has one) | samples (if its
+    decoder samples), on held-back crops; ``model`` holds the EMA weights."""
+    from swycc.kinds import kind_of
     from swycc.visual import save_grid
 
-    slim = SWYCC(model.config).to(images.device if images.is_cuda else "cpu")
-    ema.copy_to(slim)
-    slim.eval()
+    kind = kind_of(model)
     device = next(model.parameters()).device
-    slim.to(device)
     x = images.to(device)
-    init = slim.reconstruct_initial(x)
-    g = torch.Generator(device=device).manual_seed(0)
-    xs = slim.reconstruct(x, steps=steps, samples=samples, generator=g)
-    rows = [[x[i].cpu(), init[i].cpu(), *[xs[i, s].cpu() for s in range(samples)]]
-            for i in range(x.shape[0])]
-    labels = ["original", "D_Initial", *[f"sample {s + 1}" for s in range(samples)]]
-    if model.d_refine is None:  # GAN: the decoder is deterministic, one reconstruction
-        rows, labels = [r[:2] for r in rows], ["original", "reconstruction"]
+    cols: list[torch.Tensor] = [x]
+    labels = ["original"]
+    if kind.initial_label is not None:
+        cols.append(model.reconstruct_initial(x))
+        labels.append(kind.initial_label)
+    if kind.samples:
+        g = torch.Generator(device=device).manual_seed(0)
+        xs = model.reconstruct(x, steps=steps, samples=samples, generator=g)
+        cols += [xs[:, s] for s in range(samples)]
+        labels += [f"sample {s + 1}" for s in range(samples)]
+    rows = [[c[i].cpu() for c in cols] for i in range(x.shape[0])]
     save_grid(rows, path, labels=labels)

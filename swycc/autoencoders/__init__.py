@@ -1,0 +1,7 @@
+"""The autoencoder kinds' model classes (registered with their objectives in ``swycc.kinds``)."""
+
+from swycc.autoencoders.dgae import DGAE
+from swycc.autoencoders.gan import GANAutoencoder
+from swycc.autoencoders.swycc import SWYCC
+
+__all__ = ["DGAE", "GANAutoencoder", "SWYCC"]

@@ -1,0 +1,38 @@
+"""The GAN autoencoder baseline (sec. 3.5): the same encoder, a deterministic decoder with the
+D_Initial architecture plus MAGVIT-v2's adaptive GroupNorm; trained adversarially
+(``swycc.train.gan_objective``)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from swycc.autoencoder import Autoencoder
+from swycc.config import Config
+from swycc.nn.autoencoder_nets import Decoder
+
+
+class GANAutoencoder(Autoencoder):
+    kind = "gan"
+
+    def __init__(self, config: Config):
+        super().__init__(config)
+        m = config.model
+        # named d_initial like SWYCC's decoder of the same architecture: checkpoints keep their keys
+        self.d_initial = Decoder(m.decoder, m.latent_channels)
+
+    @property
+    def decoder(self) -> Decoder:
+        return self.d_initial
+
+    def parts(self) -> dict[str, nn.Module]:
+        return {"encoder": self.encoder, "decoder": self.d_initial}
+
+    def _decode(self, z, steps, guidance, k, generator):
+        return self.d_initial(z).float().unsqueeze(1).expand(-1, k, -1, -1, -1)
+
+    @torch.no_grad()
+    def decode_initial(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder's reconstruction (the GAN's only one), (N, 3, H, W)."""
+        self.check_latents(z)
+        return self.d_initial(z.float()).clamp(-1, 1)

@@ -1,0 +1,48 @@
+"""SWYCC: encoder E, the deterministic D_Initial and the diffusion decoder D_Refine (sec. 3).
+
+x_hat ~ p(x | z) by guided DDIM with D_Refine conditioned on D_Initial(z) (eq. 2); the paper
+predicts x (v-loss); ``model.unet.predict_residual`` diffuses x - D_Initial(z) instead.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from swycc.autoencoder import Autoencoder, unet_stride
+from swycc.config import Config
+from swycc.denoiser import Denoiser
+from swycc.nn.autoencoder_nets import Decoder
+from swycc.nn.unet import UNet
+
+
+class SWYCC(Autoencoder):
+    kind = "swycc"
+
+    def __init__(self, config: Config):
+        super().__init__(config)
+        m = config.model
+        self.d_initial = Decoder(m.decoder, m.latent_channels)
+        self.d_refine = UNet(m.unet, m.image_size)
+
+    @property
+    def denoiser(self) -> Denoiser:
+        return Denoiser(self.d_refine, self.config.model.unet.predict_residual)
+
+    def parts(self) -> dict[str, nn.Module]:
+        return {"encoder": self.encoder, "D_Initial": self.d_initial, "D_Refine": self.d_refine}
+
+    @property
+    def stride(self) -> int:
+        return unet_stride(self.config)
+
+    def _decode(self, z, steps, guidance, k, generator):
+        cond = self.d_initial(z).float().repeat_interleave(k, dim=0)  # (N k, 3, H, W)
+        x = self.denoiser.sample(cond, steps, guidance, generator, anchor=cond)
+        return x.unflatten(0, (-1, k))
+
+    @torch.no_grad()
+    def decode_initial(self, z: torch.Tensor) -> torch.Tensor:
+        """The deterministic first reconstruction D_Initial(z), (N, 3, H, W)."""
+        self.check_latents(z)
+        return self.d_initial(z.float()).clamp(-1, 1)

@@ -1,0 +1,76 @@
+"""Training any autoencoder kind with the generic loop: what ``swycc train`` runs.
+
+    from swycc.train.autoencoder_task import train_autoencoder
+    result = train_autoencoder(get_preset("small"), "runs/a")   # re-run to resume
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from swycc.autoencoder import Autoencoder
+from swycc.config import Config
+from swycc.data import build_dataset
+from swycc.kinds import get_kind
+from swycc.train.loop import ConfigMismatchError, TrainResult, train
+
+
+class AutoencoderTask:
+    """The loop's ``TrainTask`` for an autoencoder of any registered kind."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.kind = get_kind(cfg.model.method)
+        self.name = f"train {cfg.model.method}"
+        self.train_config = cfg.train
+
+    def config_dict(self) -> dict:
+        return self.cfg.to_dict()
+
+    def check_resume(self, old: dict) -> None:
+        try:
+            prev = Config.from_dict(old)
+        except ValueError as e:
+            raise ConfigMismatchError(f"the run directory's config.json is not a config of this "
+                                      f"version ({e}); use a new --out directory") from None
+        for part in ("model", "loss", "data"):
+            if getattr(prev, part) != getattr(self.cfg, part):
+                raise ConfigMismatchError(
+                    f"the run directory holds a run with another {part} config; use a new --out "
+                    f"directory (or the same options as before to resume)")
+
+    def build_dataset(self):
+        return build_dataset(self.cfg.data, self.cfg.model.image_size, train=True,
+                             seed=self.cfg.train.seed)
+
+    def build_model(self) -> Autoencoder:
+        return Autoencoder.from_config(self.cfg)
+
+    def build_objective(self, model: Autoencoder, device: torch.device):
+        return self.kind.build_objective(self.cfg, model, device)
+
+    def to_device(self, batch: tuple, device: torch.device) -> torch.Tensor:
+        return batch[0].to(device, non_blocking=True)
+
+    def preview_inputs(self) -> torch.Tensor:
+        held = build_dataset(self.cfg.data, self.cfg.model.image_size, train=False)
+        return torch.stack([held[i][0] for i in range(min(8, len(held)))])
+
+    def write_preview(self, model: Autoencoder, inputs: torch.Tensor, path: Path) -> None:
+        from swycc.train.reporting import write_sample_grid
+
+        write_sample_grid(model, inputs, path)
+
+    def export(self, model: Autoencoder, path: Path) -> Path:
+        return model.save_pretrained(path)
+
+    def compile(self, model: Autoencoder) -> None:
+        model.compile_networks()
+
+
+def train_autoencoder(cfg: Config, out_dir: str | Path, device: str | None = None,
+                      max_steps: int | None = None, progress: bool = True) -> TrainResult:
+    return train(AutoencoderTask(cfg), out_dir, device=device, max_steps=max_steps,
+                 progress=progress)
