@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from bench_train import diffusers_peer, flops_of, training_step
 
-from swycc.autoencoder import SWYCC
+from swycc.autoencoders import SWYCC
 from swycc.config import get_preset, override, with_method
 
 

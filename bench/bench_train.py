@@ -17,11 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from swycc.autoencoder import SWYCC
+from swycc.autoencoder import Autoencoder
+from swycc.autoencoders import SWYCC
 from swycc.config import Config, get_preset, override, with_method
+from swycc.kinds import KINDS, get_kind
 from swycc.train.ema import EMA
-from swycc.train.loop import make_optimizer
-from swycc.train.objectives import build_objective
+from swycc.train.optim import make_optimizer, optimizer_step
 
 
 def timed(fn, warmup: int = 2, iters: int = 5) -> float:
@@ -54,9 +55,10 @@ def training_step(cfg: Config, device: str = "cpu", batch: int | None = None):
     torch.manual_seed(0)
     dev = torch.device(device)
     with dev:
-        model = SWYCC(cfg)
-    objective = build_objective(cfg, model, dev)
-    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg.train)
+        model = Autoencoder.from_config(cfg)
+    objective = get_kind(cfg.model.method).build_objective(cfg, model, dev)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = make_optimizer(params, cfg.train)
     ema = EMA(model, cfg.train.ema_decay)
     b, s = batch or cfg.train.batch_size, cfg.model.image_size
     x = torch.rand(b, 3, s, s, device=dev) * 2 - 1
@@ -68,10 +70,9 @@ def training_step(cfg: Config, device: str = "cpu", batch: int | None = None):
         loss, _ = objective.micro_loss(x, state["step"], rows, b)
         loss.backward()
 
-    def step():
+    def step():  # the training loop's own step routine
         fwd_bwd()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-        opt.step()
+        optimizer_step(opt, params, cfg.train.grad_clip)
         ema.update(model)
         objective.after_step(x, state["step"])
         state["step"] += 1
@@ -173,7 +174,7 @@ def diffusers_peer(cfg, s: int):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--presets", nargs="+", default=["tiny", "small", "medium"])
-    p.add_argument("--methods", nargs="+", default=["swycc", "gan"])
+    p.add_argument("--methods", nargs="+", default=["swycc", "gan"], choices=list(KINDS))
     p.add_argument("--decode-steps", type=int, default=50)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", help="write the results as JSON here")

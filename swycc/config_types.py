@@ -172,15 +172,14 @@ def from_dict(cls: type, d: Any) -> Any:
     return cls(**kwargs)
 
 
-def field_type(cfg: Any, path: str) -> Any:
+def field_type(cfg: Any, path: str, _prefix: str = "") -> Any:
     """The declared type of the dotted option ``path`` of config ``cfg``."""
     head, _, rest = path.partition(".")
     known = {f.name for f in fields(cfg)}
     if head not in known:
-        raise ConfigError(path, f"unknown option in {type(cfg).__name__} "
-                                f"(known: {', '.join(sorted(known))})")
+        raise ConfigError(f"{_prefix}{head}", f"unknown option (known: {', '.join(sorted(known))})")
     if rest:
-        return field_type(getattr(cfg, head), rest)
+        return field_type(getattr(cfg, head), rest, f"{_prefix}{head}.")
     return hints_of(type(cfg))[head]
 
 
@@ -231,8 +230,8 @@ def parse_text(text: str, hint: Any) -> Any:
 
 def replace_path(cfg: Any, path: str, value: Any) -> Any:
     """``cfg`` with the dotted option replaced (and re-validated), errors naming ``path``."""
+    field_type(cfg, path)  # unknown option -> ConfigError naming the whole path
     head, _, rest = path.partition(".")
-    field_type(cfg, head)  # unknown option -> ConfigError
     if rest:
         try:
             inner = replace_path(getattr(cfg, head), rest, value)

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -55,3 +57,62 @@ def test_cli_flags_reach_the_config():
     assert cfg.train.batch_size == 4 and cfg.train.num_workers == 2
     plain = build_config(make_parser().parse_args(["train", "--preset", "tiny"]))
     assert not plain.train.bf16 and not plain.train.compile
+
+
+# ---- typed options: every bad value names its option -----------------------------------------
+
+@pytest.mark.parametrize("item, needle", [
+    ("train.batch_size=abc", "option train.batch_size: expected an integer"),
+    ("train.lr=abc", "option train.lr: expected a number"),
+    ("train.lr=1e-3x", "option train.lr: expected a number"),
+    ("train.lr=nan", "option train.lr: must be a finite number"),
+    ("train.checkpoint_every=0", "option train.checkpoint_every: must be >= 1"),
+    ("model.method=xyz", "option model.method: must be one of swycc, gan, dgae"),
+    ("loss.gan_loss=wgan", "option loss.gan_loss: must be one of"),
+    ("train.bf16=maybe", "option train.bf16: expected true or false"),
+    ("model.unet.channel_mults=1,x", "option model.unet.channel_mults"),
+    ("train.nope=1", "option train.nope: unknown option"),
+])
+def test_set_errors_name_the_option(item, needle, tmp_path, capsys):
+    from swycc.cli import main
+
+    assert main(["train", "--preset", "tiny", "--set", item, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("swycc: error:") and needle in err[0], err
+    assert not (tmp_path / "r").exists()
+
+
+def test_set_parses_numbers_strictly_and_by_type():
+    from swycc.config import override_text
+
+    cfg = get_preset("tiny")
+    assert override_text(cfg, "train.lr", "1e-3").train.lr == 0.001
+    assert override_text(cfg, "train.lr", "2").train.lr == 2.0  # an int widens to the float
+    assert override_text(cfg, "train.time_budget_s", "none").train.time_budget_s is None
+    assert override_text(cfg, "data.path", "123").data.path == "123"  # a str stays a str
+    assert override_text(cfg, "model.unet.attn_resolutions", "[4,8]").model.unet \
+        .attn_resolutions == (4, 8)
+    assert override_text(cfg, "model.unet.attn_resolutions", "4,8").model.unet \
+        .attn_resolutions == (4, 8)
+
+
+def test_config_file_values_are_checked(tmp_path):
+    from swycc.config import ConfigError
+
+    d = get_preset("tiny").to_dict()
+    d["train"]["lr"] = "abc"
+    with pytest.raises(ConfigError, match="option train.lr: expected a number"):
+        Config.from_dict(d)
+    d = get_preset("tiny").to_dict()
+    d["model"]["method"] = "xyz"
+    with pytest.raises(ConfigError, match="option model.method"):
+        Config.from_dict(d)
+    d = get_preset("tiny").to_dict()
+    d["model"]["encoder"]["latent_channels"] = True  # a bool is not an int here
+    with pytest.raises(ConfigError, match="option model.encoder.latent_channels"):
+        Config.from_dict(d)
+    bad = tmp_path / "c.json"
+    bad.write_text(json.dumps({"train": {"batch_size": "16"}}))
+    from swycc.cli import main
+
+    assert main(["train", "--config", str(bad), "--out", str(tmp_path / "r")]) == 2
