@@ -282,15 +282,21 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=kind_names())
     p.set_defaults(func=cmd_info)
 
-    try:
-        from swycc.evaluate import add_eval_arguments, run_eval
-    except ImportError:  # pragma: no cover - evaluation module not installed
-        pass
-    else:
-        p = sub.add_parser("eval", help="metrics of one or several checkpoints")
-        add_eval_arguments(p)
-        p.set_defaults(func=lambda a: run_eval(a))
+    from swycc.evaluate import add_eval_arguments, run_eval
+
+    p = sub.add_parser("eval", help="metrics of one or several checkpoints")
+    add_eval_arguments(p)
+    p.set_defaults(func=lambda a: run_eval(a))
+    for register in verb_modules():
+        register(sub)
     return parser
+
+
+def verb_modules():
+    """Verbs that live beside their subsystem, each a ``register(subparsers)`` function."""
+    from swycc.experiments.cli import register as experiment
+
+    return [experiment]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,8 @@ class EMA:
         self.updates += 1
 
     def copy_to(self, model: nn.Module) -> None:
-        model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in self.shadow.items()})
+        target = model.state_dict()  # once: building it per key made this quadratic
+        model.load_state_dict({k: v.to(target[k].dtype) for k, v in self.shadow.items()})
 
     def state_dict(self) -> dict:
         return {"shadow": self.shadow, "updates": self.updates}

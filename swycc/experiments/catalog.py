@@ -1,0 +1,97 @@
+"""The paper's comparisons (and DGAE's claim) as experiments: each is a list of arms built from
+one base config, plus how to plot the results.
+
+- ``k-sweep`` (Fig. 1, Table 2): SWYCC and GAN at relative compression K (C = 8 / K).
+- ``aux-ablation`` (Table 1): SWYCC with lambda_p in {0, 0.1} x lambda_m in {0, 1}.
+- ``dgae-latent`` (DGAE's "2x smaller latent"): DGAE at C against SWYCC at C and at 2C.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from swycc.config import Config, override, with_method
+from swycc.experiments.runner import Arm
+
+
+def _latent(cfg: Config, c: int) -> Config:
+    return override(cfg, "model.encoder.latent_channels", c)
+
+
+def k_sweep(base: Config, ks: tuple[int, ...] = (1, 2, 4, 8),
+            methods: tuple[str, ...] = ("swycc", "gan"), **_) -> list[Arm]:
+    for k in ks:
+        if k < 1 or 8 % k:
+            raise ValueError(f"K must divide 8 (C = 8 / K), got {k}")
+    return [Arm(f"{m}-K{k}", _latent(with_method(base, m), 8 // k), {"K": k})
+            for m in methods for k in ks]
+
+
+def aux_ablation(base: Config, **_) -> list[Arm]:
+    cfg = with_method(base, "swycc")
+    return [Arm(f"swycc-p{p:g}-m{m:g}",
+                override(override(cfg, "loss.perceptual_weight", p), "loss.mse_weight", m),
+                {"lambda_p": p, "lambda_m": m})
+            for p in (0.0, 0.1) for m in (0.0, 1.0)]
+
+
+def dgae_latent(base: Config, latent_channels: int = 2, **_) -> list[Arm]:
+    c = latent_channels
+    return [Arm(f"dgae-C{c}", _latent(with_method(base, "dgae"), c), {"C_rel": "C"}),
+            Arm(f"swycc-C{c}", _latent(with_method(base, "swycc"), c), {"C_rel": "C"}),
+            Arm(f"swycc-C{2 * c}", _latent(with_method(base, "swycc"), 2 * c), {"C_rel": "2C"})]
+
+
+def plot_results(report: dict, path: Path, x: str | None = None) -> None:
+    """One panel per metric: lines over factor ``x`` per method, or bars per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from swycc.evaluate import METRICS
+
+    rows, metrics = report["results"], report["metrics"]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.2), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        if x is None:
+            ax.bar(range(len(rows)), [r["metrics"][m] for r in rows], color="tab:blue")
+            ax.set_xticks(range(len(rows)), [r["arm"] for r in rows], rotation=30, ha="right",
+                          fontsize=7)
+        else:
+            for method in dict.fromkeys(r["method"] for r in rows):
+                rs = sorted((r for r in rows if r["method"] == method), key=lambda r: r[x])
+                ax.plot([r[x] for r in rs], [r["metrics"][m] for r in rs], marker="o",
+                        label=method)
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel(x)
+            ax.legend(fontsize=7)
+        ax.set_title(METRICS[m][0], fontsize=9)
+    fig.suptitle(f"{report['experiment']}: {report['steps_per_arm']} steps per arm, "
+                 f"{report['images']} held-back images", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    summary: str
+    arms: Callable[..., list[Arm]]
+    plot_x: str | None  # the factor on the plot's x axis (None: bars per arm)
+
+    def plot(self, report: dict, path: Path) -> None:
+        plot_results(report, path, self.plot_x)
+
+
+EXPERIMENTS: dict[str, ExperimentSpec] = {
+    "k-sweep": ExperimentSpec("Fig. 1 / Table 2: SWYCC vs GAN across K (C = 8 / K)", k_sweep, "K"),
+    "aux-ablation": ExperimentSpec("Table 1: lambda_p in {0, 0.1} x lambda_m in {0, 1}",
+                                   aux_ablation, None),
+    "dgae-latent": ExperimentSpec("DGAE at C vs SWYCC at C and 2C (the '2x smaller latent')",
+                                  dgae_latent, None),
+}
+
+__all__ = ["EXPERIMENTS", "ExperimentSpec", "aux_ablation", "dgae_latent", "k_sweep"]

@@ -1,0 +1,165 @@
+"""Running an experiment: train each arm on the same data, steps and seed, evaluate each on the
+same held-back images, and write ``results.json``, ``results.md`` and ``results.png``.
+
+Resumable by re-running the same command: an arm's training resumes from its own run directory
+(``<out>/arms/<arm>``), and an arm whose evaluation for this step count is already on disk
+(``eval.json``) is not evaluated again. Nothing of an arm is trusted if its config changed: the
+training loop refuses a run directory of another config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+
+from swycc.config import Config
+
+OFFLINE_METRICS = ("psnr", "ssim", "fd_effnetlite0", "mmd_effnetlite0")
+WEIGHTED_METRICS = ("rfid", "is", "cmmd", "fd_dinov2")  # only where their weights are present
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One trained model of an experiment: a name, its full config, and the values it varies
+    (table columns and plot axes, e.g. {"method": "swycc", "K": 4})."""
+
+    name: str
+    config: Config
+    factors: dict
+
+
+@dataclass
+class Budget:
+    steps: int  # training steps per arm
+    eval_images: int = 64  # held-back images scored per arm
+    decode_steps: int = 20  # DDIM steps when scoring sampling decoders
+    guidance: float | None = None  # None: each arm's config
+
+
+def with_budget(cfg: Config, budget: Budget, data: str | None) -> Config:
+    t = replace(cfg.train, total_steps=budget.steps,
+                warmup_steps=min(cfg.train.warmup_steps, max(1, budget.steps // 10)),
+                ema_warmup=min(cfg.train.ema_warmup, budget.steps))
+    return replace(cfg, train=t, data=replace(cfg.data, path=data))
+
+
+def available_metrics(weights_dir: str | None, device: str,
+                      wanted: list[str] | None = None) -> tuple[list[str], dict]:
+    """``wanted`` (all must load), or: the offline metrics always, and rFID, IS, CMMD and
+    FD-DINOv2 where their weights load."""
+    from swycc.evaluate import load_extractors
+
+    if wanted:
+        return list(wanted), load_extractors(list(wanted), weights_dir, device)
+    metrics = list(OFFLINE_METRICS)
+    extractors = load_extractors(metrics, weights_dir, device)
+    for m, needs in (("rfid", "inception"), ("is", "inception"), ("cmmd", "clip"),
+                     ("fd_dinov2", "dinov2")):
+        try:
+            if needs not in extractors:
+                extractors.update(load_extractors([m], weights_dir, device))
+            metrics.append(m)
+        except (OSError, ValueError):
+            pass  # weights not present here: the metric is left out and the report says so
+    return metrics, extractors
+
+
+def run_experiment(name: str, arms: list[Arm], out: str | os.PathLike, budget: Budget,
+                   data: str | None, eval_data: str | None, device: str = "cpu",
+                   weights_dir: str | None = None, progress: bool = True,
+                   plot=None, metrics: list[str] | None = None) -> dict:
+    from swycc.autoencoder import Autoencoder
+    from swycc.evaluate import _dataset, data_identity, evaluate_model
+    from swycc.train.autoencoder_task import train_autoencoder
+
+    out = Path(out)
+    metrics_chosen = bool(metrics)
+    if budget.steps < 1 or budget.eval_images < 2:
+        raise ValueError("an experiment needs --steps >= 1 and --eval-images >= 2")
+    if data is not None and not Path(data).is_dir():
+        raise ValueError(f"--data {data}: no such image folder")
+    if eval_data is not None and not Path(eval_data).is_dir():
+        raise ValueError(f"--eval-data {eval_data}: no such image folder")
+    if data is not None and eval_data is None:
+        raise ValueError("with --data, give --eval-data: a folder of held-back images that "
+                         "training never sees (whole pictures, not crops of training ones)")
+    sizes = {a.config.model.image_size for a in arms}
+    if len(sizes) != 1:
+        raise ValueError(f"the arms of an experiment share one image size, got {sorted(sizes)}")
+    size = sizes.pop()
+    metrics, extractors = available_metrics(weights_dir, device, metrics)
+    held_out = arms[0].config.data.held_out
+    dataset = _dataset(eval_data, size, held_out)
+    n = min(budget.eval_images, len(dataset))
+    data_id = data_identity(eval_data, dataset, size, n)
+    rows = []
+    for arm in arms:
+        cfg = with_budget(arm.config, budget, data)
+        run = out / "arms" / arm.name
+        done = run / "eval.json"
+        if done.exists():
+            rec = json.loads(done.read_text())
+            if rec.get("steps_trained") == budget.steps and rec.get("metrics_list") == metrics:
+                rows.append(rec)
+                continue
+        res = train_autoencoder(cfg, run, device=device, progress=progress)
+        model = Autoencoder.from_pretrained(res.export).to(device)
+        ev = evaluate_model(model, dataset, metrics, extractors, num_images=n,
+                            steps=budget.decode_steps, guidance=budget.guidance, samples=1,
+                            seed=cfg.train.seed, device=device, data_id=data_id,
+                            progress=progress)
+        rec = {"arm": arm.name, **arm.factors, "method": model.kind,
+               "latent_channels": cfg.model.latent_channels, "steps_trained": res.step,
+               "metrics_list": metrics, "metrics": ev["metrics"],
+               "decode_steps": budget.decode_steps if model.samples else None}
+        _write_json(done, rec)
+        rows.append(rec)
+    report = {"experiment": name, "data": data or "embedded photo set",
+              "eval_data": eval_data or "embedded held-back crops", "images": n,
+              "image_size": size, "steps_per_arm": budget.steps, "metrics": metrics,
+              "left_out": [] if metrics_chosen else [m for m in WEIGHTED_METRICS
+                                                     if m not in metrics],
+              "device": device, "results": rows}
+    _write_json(out / "results.json", report)
+    (out / "results.md").write_text(markdown(report))
+    if plot is not None:
+        plot(report, out / "results.png")
+    return report
+
+
+def markdown(report: dict) -> str:
+    from swycc.evaluate import METRICS
+
+    rows = report["results"]
+    factors = [k for k in rows[0] if k not in ("arm", "metrics", "metrics_list", "method",
+                                                 "latent_channels", "steps_trained",
+                                                 "decode_steps")]
+    cols = ["arm", "method", "C", *factors]
+    head = cols + [METRICS[m][0] for m in report["metrics"]]
+    lines = [f"# {report['experiment']}", "",
+             f"Trained on {report['data']} for {report['steps_per_arm']} steps per arm; scored "
+             f"on {report['images']} images of {report['eval_data']} at "
+             f"{report['image_size']} px; device {report['device']}.", ""]
+    if report["left_out"]:
+        lines += [f"Not measured here (weights not present): {', '.join(report['left_out'])}.",
+                  ""]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["arm"], r["method"], str(r["latent_channels"]),
+                 *[str(r.get(f)) for f in factors]]
+        cells += [f"{r['metrics'][m]:.4g}" for m in report["metrics"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+__all__ = ["Arm", "Budget", "OFFLINE_METRICS", "markdown", "run_experiment"]
