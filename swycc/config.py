@@ -216,8 +216,14 @@ class DataConfig(Validated):
     labels: bool = False  # class labels from sub-folder names
     held_out: int = 16  # embedded set: fixed held-back crops for evaluation
     train_crops: int = 4096  # embedded set: number of distinct training crops per epoch
+    # image folders: 1.0 = the paper's preprocessing (shorter side -> size, random crop); < 1:
+    # squares of a random share in [crop_scale_min, 1] of the shorter side (few, large photos)
+    crop_scale_min: float = 1.0
+    eval_grid: int = 1  # image folders, evaluation: grid x grid crops of each centre square
 
     def check(self) -> None:
+        self.require(0 < self.crop_scale_min <= 1, "crop_scale_min", "must be in (0, 1]")
+        self.require(self.eval_grid >= 1, "eval_grid", "must be >= 1")
         self.require(self.held_out >= 0, "held_out", "must be >= 0")
         self.require(self.train_crops >= 1, "train_crops", "must be >= 1")
 

@@ -120,6 +120,29 @@ def random_crop_flip(x: torch.Tensor, size: int, g: torch.Generator) -> torch.Te
     return x.flip(-1) if bool(torch.rand(1, generator=g) < 0.5) else x
 
 
+def random_scale_crop(x: torch.Tensor, size: int, scale_min: float,
+                      g: torch.Generator) -> torch.Tensor:
+    """A square of side s * (shorter side), s ~ U[scale_min, 1], at a random place, resized to
+    size: many training crops of few large photos, from whole-picture views to close-ups."""
+    h, w = x.shape[-2:]
+    s = scale_min + (1.0 - scale_min) * float(torch.rand(1, generator=g))
+    side = max(size // 2, round(s * min(h, w)))
+    side = min(side, h, w)
+    top = int(torch.randint(0, h - side + 1, (1,), generator=g))
+    left = int(torch.randint(0, w - side + 1, (1,), generator=g))
+    return resize(x[:, top:top + side, left:left + side], size, size)
+
+
+def grid_crop(x: torch.Tensor, size: int, grid: int, cell: int) -> torch.Tensor:
+    """Cell ``cell`` (row-major) of a grid x grid split of the largest centre square, resized."""
+    h, w = x.shape[-2:]
+    c = min(h, w) // grid * grid
+    top, left = (h - c) // 2, (w - c) // 2
+    k = c // grid
+    r, q = divmod(cell, grid)
+    return resize(x[:, top + r * k:top + (r + 1) * k, left + q * k:left + (q + 1) * k], size, size)
+
+
 def _split(item: int | tuple[int, int]) -> tuple[int, int]:
     """Dataset keys are an index or (epoch, index), as yielded by ResumableSampler."""
     return (0, item) if isinstance(item, int) else (int(item[0]), int(item[1]))
@@ -134,8 +157,10 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, root: str | os.PathLike, size: int, train: bool, labels: bool = False,
-                 seed: int = 0):
+                 seed: int = 0, crop_scale_min: float = 1.0, eval_grid: int = 1):
         self.root, self.size, self.train, self.seed = Path(root), size, train, seed
+        self.crop_scale_min, self.eval_grid = crop_scale_min, eval_grid
+        self.cells = 1 if train else eval_grid * eval_grid  # evaluation images per file
         self.files = list_images(root)
         self.classes = sorted({p.relative_to(self.root).parts[0] for p in self.files
                                if len(p.relative_to(self.root).parts) > 1}) if labels else []
@@ -143,7 +168,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         self.skipped = 0
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self.files) * self.cells
 
     def label_of(self, path: Path) -> int:
         if not self.labels:
@@ -153,6 +178,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         epoch, index = _split(item)
+        index, cell = divmod(index, self.cells)
         for attempt in range(len(self.files)):
             path = self.files[(index + attempt) % len(self.files)]
             try:
@@ -161,9 +187,15 @@ class ImageFolderDataset(torch.utils.data.Dataset):
                 self.skipped += 1
                 warnings.warn(f"skipping unreadable image {e}", stacklevel=2)
                 continue
-            if self.train:
+            if self.train and self.crop_scale_min < 1:
+                g = sample_generator(self.seed, epoch, index)
+                x = random_scale_crop(x, self.size, self.crop_scale_min, g)
+                x = x.flip(-1) if bool(torch.rand(1, generator=g) < 0.5) else x
+            elif self.train:
                 g = sample_generator(self.seed, epoch, index)
                 x = random_crop_flip(resize_shorter_side(x, self.size), self.size, g)
+            elif self.eval_grid > 1:
+                x = grid_crop(x, self.size, self.eval_grid, cell)
             else:
                 x = center_crop_square(x, self.size)
             return x, self.label_of(path)
@@ -177,7 +209,8 @@ def build_dataset(cfg: DataConfig, size: int, train: bool, seed: int = 0):
 
         return EmbeddedCropDataset(size, "train" if train else "heldout", held_out=cfg.held_out,
                                    train_crops=cfg.train_crops, seed=seed)
-    return ImageFolderDataset(cfg.path, size, train=train, labels=cfg.labels, seed=seed)
+    return ImageFolderDataset(cfg.path, size, train=train, labels=cfg.labels, seed=seed,
+                              crop_scale_min=cfg.crop_scale_min, eval_grid=cfg.eval_grid)
 
 
 # ---- resumable, rank-aware infinite sampling ----

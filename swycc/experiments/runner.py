@@ -72,7 +72,7 @@ def run_experiment(name: str, arms: list[Arm], out: str | os.PathLike, budget: B
                    weights_dir: str | None = None, progress: bool = True,
                    plot=None, metrics: list[str] | None = None) -> dict:
     from swycc.autoencoder import Autoencoder
-    from swycc.evaluate import _dataset, data_identity, evaluate_model
+    from swycc.evaluate import data_identity, evaluate_model
     from swycc.train.autoencoder_task import train_autoencoder
 
     out = Path(out)
@@ -91,8 +91,10 @@ def run_experiment(name: str, arms: list[Arm], out: str | os.PathLike, budget: B
         raise ValueError(f"the arms of an experiment share one image size, got {sorted(sizes)}")
     size = sizes.pop()
     metrics, extractors = available_metrics(weights_dir, device, metrics)
-    held_out = arms[0].config.data.held_out
-    dataset = _dataset(eval_data, size, held_out)
+    from swycc.data import build_dataset
+
+    eval_cfg = replace(arms[0].config.data, path=eval_data)  # e.g. its eval_grid
+    dataset = build_dataset(eval_cfg, size, train=False)
     n = min(budget.eval_images, len(dataset))
     data_id = data_identity(eval_data, dataset, size, n)
     rows = []
