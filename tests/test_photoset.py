@@ -92,7 +92,8 @@ def test_build_dedupes_classifies_and_records_sources(package, tmp_path):
     files = by_path(m)
     # one picture at three sizes: one group, the largest kept; the link is an alias, not a file
     lake = [files[n] for n in ("lake_240x150.png", "lake_160x100.png", "lake_96x60.jpg")]
-    assert len({f["group"] for f in lake}) == 1 and [f["kept"] for f in lake] == [True, False, False]
+    assert len({f["group"] for f in lake}) == 1
+    assert [f["kept"] for f in lake] == [True, False, False]
     assert files["lake_240x150.png"]["aliases"] == ["usr/share/backgrounds/pics/lake_link.png"]
     # distinct pictures stay distinct
     groups = {files[n]["group"] for n in ("lake_240x150.png", "forest.jpg", "dunes.png",
@@ -167,7 +168,8 @@ def test_perceptual_hash_survives_resizing_and_tells_pictures_apart():
 def test_family_keys_join_sizes_orientations_and_variants():
     sway = "usr/share/backgrounds/sway/Sway_Wallpaper_Blue_{}.png"
     assert family_key("p", sway.format("1136x640_Portrait")) == \
-        family_key("p", sway.format("1920x1080")) == "p/usr/share/backgrounds/sway/sway_wallpaper_blue"
+        family_key("p", sway.format("1920x1080")) == \
+        "p/usr/share/backgrounds/sway/sway_wallpaper_blue"
     assert family_key("g", "a/adwaita-d.webp") == family_key("g", "a/adwaita-l.webp")
     kde = "usr/share/wallpapers/Flow/contents/{}/5120x2880.jpg"
     assert family_key("k", kde.format("images")) == family_key("k", kde.format("images_dark")) \
