@@ -296,7 +296,16 @@ def verb_modules():
     """Verbs that live beside their subsystem, each a ``register(subparsers)`` function."""
     from swycc.experiments.cli import register as experiment
 
-    return [experiment]
+    return [experiment, _register_photoset]
+
+
+def _register_photoset(sub) -> None:
+    from swycc import photoset
+
+    p = sub.add_parser("photoset", help="build a training folder of real photos (train/, "
+                       "test/, sources and licences) from desktop-background packages")
+    photoset.add_arguments(p)
+    p.set_defaults(func=photoset.run)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,9 +27,9 @@ def _kind_names() -> list[str]:
 
 
 def _perceptual_names() -> list[str]:
-    from swycc.perceptual import PERCEPTUAL_NETS
+    from swycc.perceptual import DISTS_NET_NAMES, PERCEPTUAL_NETS
 
-    return list(PERCEPTUAL_NETS)
+    return [*PERCEPTUAL_NETS, *DISTS_NET_NAMES]
 
 
 def shrink(cfg: Config, width: int = 8) -> Config:
@@ -129,6 +129,7 @@ class LossConfig(Validated):
 
     perceptual_weight: float = 0.1  # lambda_p
     mse_weight: float = 1.0  # lambda_m
+    # efficientnet-lite0 (default), resnet50, vgg16, dists-vgg16, dists-effnetlite0 (Fig. 10)
     perceptual_net: str = choices_from("efficientnet-lite0", _perceptual_names)
     perceptual_weights: str | None = None  # local weight file; None = the packaged default
     cond_dropout: float = 0.1  # CFG: D_Initial(E(x)) zeroed on this fraction of examples

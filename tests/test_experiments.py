@@ -18,6 +18,8 @@ TINY = ["--preset", "tiny", "--set", "model.encoder.base_channels=8",
     ("k-sweep", ["--ks", "4", "8"], ["swycc-K4", "swycc-K8", "gan-K4", "gan-K8"]),
     ("aux-ablation", [], ["swycc-p0-m0", "swycc-p0-m1", "swycc-p0.1-m0", "swycc-p0.1-m1"]),
     ("dgae-latent", ["--latent-channels", "1"], ["dgae-C1", "swycc-C1", "swycc-C2"]),
+    ("dists", ["--ks", "8", "--set", "loss.perceptual_weight=0.1"],
+     ["swycc-K8-dists-effnetlite0", "gan-K8-dists-effnetlite0"]),
 ])
 def test_experiment_end_to_end_and_resume(name, extra, arms, tmp_path):
     out = tmp_path / name

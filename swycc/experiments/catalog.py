@@ -2,6 +2,7 @@
 one base config, plus how to plot the results.
 
 - ``k-sweep`` (Fig. 1, Table 2): SWYCC and GAN at relative compression K (C = 8 / K).
+- ``dists`` (Fig. 10): the K sweep with DISTS (or the offline DISTS-style loss) as auxiliary.
 - ``aux-ablation`` (Table 1): SWYCC with lambda_p in {0, 0.1} x lambda_m in {0, 1}.
 - ``dgae-latent`` (DGAE's "2x smaller latent"): DGAE at C against SWYCC at C and at 2C.
 """
@@ -9,7 +10,7 @@ one base config, plus how to plot the results.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from swycc.config import Config, override, with_method
@@ -27,6 +28,19 @@ def k_sweep(base: Config, ks: tuple[int, ...] = (1, 2, 4, 8),
             raise ValueError(f"K must divide 8 (C = 8 / K), got {k}")
     return [Arm(f"{m}-K{k}", _latent(with_method(base, m), 8 // k), {"K": k})
             for m in methods for k in ks]
+
+
+def dists_sweep(base: Config, ks: tuple[int, ...] = (1, 2, 4, 8), **_) -> list[Arm]:
+    """Fig. 10: the K sweep with DISTS as the auxiliary loss instead of the perceptual loss.
+    DISTS proper (``dists-vgg16``) needs its weight files (``--set loss.perceptual_weights``);
+    without them the offline DISTS-style loss on EfficientNet-Lite0 (``dists-effnetlite0``)."""
+    net = base.loss.perceptual_net
+    if not net.startswith("dists-"):
+        net = "dists-effnetlite0"
+    return [replace(a, name=f"{a.name}-{net}", config=override(a.config, "loss.perceptual_net",
+                                                                  net), factors={**a.factors,
+                                                                                 "aux": net})
+            for a in k_sweep(base, ks)]
 
 
 def aux_ablation(base: Config, **_) -> list[Arm]:
@@ -88,6 +102,8 @@ class ExperimentSpec:
 
 EXPERIMENTS: dict[str, ExperimentSpec] = {
     "k-sweep": ExperimentSpec("Fig. 1 / Table 2: SWYCC vs GAN across K (C = 8 / K)", k_sweep, "K"),
+    "dists": ExperimentSpec("Fig. 10: the K sweep with DISTS as the auxiliary loss",
+                            dists_sweep, "K"),
     "aux-ablation": ExperimentSpec("Table 1: lambda_p in {0, 0.1} x lambda_m in {0, 1}",
                                    aux_ablation, None),
     "dgae-latent": ExperimentSpec("DGAE at C vs SWYCC at C and 2C (the '2x smaller latent')",
