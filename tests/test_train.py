@@ -159,3 +159,17 @@ def test_bf16_autocast_trains_finite(tiny_cfg, image_dir, tmp_path):
     assert res.nonfinite_steps == 0
     w = _weights(tmp_path / "bf")
     assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in w.values())
+
+
+def test_checkpoint_of_another_model_is_refused_without_config_json(tiny_cfg, image_dir, tmp_path):
+    """A run directory whose config.json is gone still names its model: the config inside the
+    newest checkpoint. Resuming another model from it is a clear error, not a traceback."""
+    from swycc.train.loop import ConfigMismatchError
+
+    train(_cfg(tiny_cfg, image_dir), tmp_path / "r", max_steps=1, progress=False)
+    (tmp_path / "r" / "config.json").unlink()
+    with pytest.raises(ConfigMismatchError, match="another model config"):
+        train(_cfg(tiny_cfg, image_dir, model__encoder__latent_channels=4), tmp_path / "r",
+              max_steps=2, progress=False)
+    res = train(_cfg(tiny_cfg, image_dir), tmp_path / "r", max_steps=2, progress=False)
+    assert res.step == 2  # the same config resumes

@@ -102,6 +102,19 @@ class CheckpointDir:
         tensors = load_file(str(path / "state.safetensors"), device=device)
         return unflatten(skeleton, tensors)
 
+    def latest_config(self) -> dict | None:
+        """The config recorded inside the newest checkpoint (its JSON part only, no tensors),
+        or None when there is none or it cannot be read."""
+        path = self.latest()
+        if path is None:
+            return None
+        try:
+            skeleton = json.loads((path / "state.json").read_text())
+            entries = dict((k, v) for k, v in skeleton["__dict__"])
+            return unflatten(entries["config"], {})
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     def load_latest(self, device: str = "cpu") -> dict[str, Any] | None:
         """The newest checkpoint that reads back whole. A damaged newest one (truncated files,
         a disk that filled up) is skipped with a warning naming it, and the previous complete

@@ -123,9 +123,11 @@ def train(task: TrainTask, out_dir: str | Path, device: str | None = None,
     torch.manual_seed(tc.seed)  # identical initial weights on every rank
     model = task.build_model().to(info.device)
     objective = task.build_objective(model, info.device)
-    old = read_run_config(out)
-    if old is not None:
-        task.check_resume(old)
+    # the directory's config.json and, independently, the config inside its newest checkpoint
+    # (a directory whose config.json was lost must not resume another model's weights)
+    for old in (read_run_config(out), CheckpointDir(out).latest_config()):
+        if old is not None:
+            task.check_resume(old)
 
     lock = RunLock(out).acquire() if info.is_main else None
     try:
