@@ -21,6 +21,13 @@ EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by SIGTERM, checkpoint written; re-run to resume
 
+# Largest images the verbs take without tiling (pixels; --max-pixels raises them). Measured on
+# the 2-core CPU dev machine with the shipped small model: encoding costs ~0.64 KB per pixel
+# (2048 x 2048: ~2.7 GB); decoding grows with the square of the pixel count through D_Refine's
+# self-attention (512 x 512: 1.4 GB, 768 x 768: 6.3 GB, 1024 x 1024: ~19 GB extrapolated).
+MAX_PIXELS_ENCODE = 2048 * 2048
+MAX_PIXELS_DECODE = 768 * 768
+
 
 def kind_names() -> list[str]:
     from swycc.kinds import KINDS
@@ -80,7 +87,8 @@ def add_train_options(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def add_sampling_options(p: argparse.ArgumentParser, samples: bool = True) -> None:
+def add_sampling_options(p: argparse.ArgumentParser, samples: bool = True,
+                         max_pixels: int = MAX_PIXELS_DECODE) -> None:
     p.add_argument("--checkpoint", help="exported model dir or .safetensors "
                    "(default: the small pretrained model shipped with swycc)")
     p.add_argument("--steps", type=positive_int, help="DDIM steps (default: the model's config)")
@@ -90,6 +98,11 @@ def add_sampling_options(p: argparse.ArgumentParser, samples: bool = True) -> No
         p.add_argument("--samples", type=positive_int, default=1, help="samples per image")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", type=device_arg, default="cpu")
+    p.add_argument("--max-pixels", type=positive_int, default=max_pixels,
+                   help=f"refuse larger images, before any work (default {max_pixels:,} = "
+                        f"{math.isqrt(max_pixels)}^2; memory grows with it, see the README)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing output files (default: refuse them)")
 
 
 def device_arg(text: str) -> str:
@@ -139,13 +152,16 @@ def load_model(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from swycc.data import describe_skips
     from swycc.train.autoencoder_task import train_autoencoder
 
     cfg = build_config(args)
     res = train_autoencoder(cfg, args.out, device=args.device, max_steps=args.max_steps,
                             progress=not args.no_progress)
+    skipped = sum(res.data_counts.values())
+    files = f"{skipped} ({describe_skips(res.data_counts)})" if skipped else "0"
     print(f"stopped at step {res.step} ({res.stopped_by}); non-finite steps skipped: "
-          f"{res.nonfinite_steps}; EMA export: {res.export}")
+          f"{res.nonfinite_steps}; files skipped: {files}; EMA export: {res.export}")
     if res.stopped_by == "signal":
         print(f"swycc: stopped by SIGTERM after writing the checkpoint; re-run the same command "
               f"to resume (exit status {EXIT_PREEMPTED})", file=sys.stderr)
@@ -153,60 +169,101 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_images(paths: list[str]) -> list[torch.Tensor]:
-    from swycc.data import load_image
+def _allow_pixels(max_pixels: int) -> None:
+    """Let Pillow open what --max-pixels allows (its own bomb guard would refuse it first)."""
+    from PIL import Image
 
-    return [load_image(p) for p in paths]  # raises ImageError naming the file
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = max_pixels
 
 
-def _save_samples(xs: torch.Tensor, out: Path, stem: str) -> None:
-    """(S, 3, H, W) -> out/stem.png, or out/stem_s1.png ... when S > 1."""
+def _load_images(paths: list[str], max_pixels: int) -> list[torch.Tensor]:
+    """Every image, checked: sizes from the headers first (a too-large one is refused before any
+    is decoded), then decoded; ImageError naming the file."""
+    from swycc.data import image_size, load_image
+
+    _allow_pixels(max_pixels)
+    for p in paths:
+        image_size(p, max_pixels)
+    return [load_image(p, max_pixels) for p in paths]
+
+
+def _save_samples(xs: torch.Tensor, paths: list[Path], stage) -> None:
+    """(S, 3, H, W) -> the S planned paths (``OutputPlan.add_images``), staged."""
     from swycc.data import save_image
 
-    for k in range(xs.shape[0]):
-        suffix = "" if xs.shape[0] == 1 else f"_s{k + 1}"
-        save_image(xs[k].cpu(), out / f"{stem}{suffix}.png")
+    for k, path in enumerate(paths):
+        save_image(xs[k].cpu(), stage(path))
+
+
+def _finish(plan, count: int, where: Path) -> None:
+    for line in plan.describe_renames():
+        print(line)
+    print(f"wrote {count} image(s) to {where}")
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    images = _load_images(args.images)
-    model = load_model(args)
-    _check_samples(args.samples)
-    g = torch.Generator(device=args.device).manual_seed(args.seed)
+    from swycc.outputs import OutputPlan
+
+    plan = OutputPlan(overwrite=args.overwrite)
     out = Path(args.out)
-    for path, x in zip(args.images, images):
-        xs = model.reconstruct(x[None].to(args.device), args.steps, args.guidance,
-                               samples=args.samples, generator=g)[0]
-        _save_samples(xs, out, Path(path).stem)
-    print(f"wrote {len(images) * args.samples} image(s) to {out}")
+    targets = [plan.add_images(out, Path(p).stem, args.samples) for p in args.images]
+    plan.check()
+    images = _load_images(args.images, args.max_pixels)
+    model = load_model(args)
+    g = torch.Generator(device=args.device).manual_seed(args.seed)
+    with plan.writing() as stage:
+        for paths, x in zip(targets, images):
+            xs = model.reconstruct(x[None].to(args.device), args.steps, args.guidance,
+                                   samples=args.samples, generator=g)[0]
+            _save_samples(xs, paths, stage)
+    _finish(plan, len(images) * args.samples, out)
     return 0
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
     from swycc.latents_io import LatentEntry, save_latents
+    from swycc.outputs import OutputPlan
 
-    images = _load_images(args.images)
+    plan = OutputPlan(overwrite=args.overwrite)
+    out = plan.add_file(args.out)
+    plan.check()
+    images = _load_images(args.images, args.max_pixels)
     model = load_model(args)
-    entries = [LatentEntry(Path(p).stem, tuple(x.shape[-2:]), model.encode(x[None].to(args.device))[0].cpu())
-               for p, x in zip(args.images, images)]
-    save_latents(entries, args.out, model.config.to_json())
-    print(f"wrote latents of {len(entries)} image(s) to {args.out}")
+    with torch.inference_mode():
+        entries = [LatentEntry(Path(p).stem, tuple(x.shape[-2:]),
+                               model.encode(x[None].to(args.device))[0].cpu())
+                   for p, x in zip(args.images, images)]
+    with plan.writing() as stage:
+        save_latents(entries, stage(out), model.config.to_json())
+    print(f"wrote latents of {len(entries)} image(s) to {out}")
     return 0
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    from swycc.latents_io import load_latents
+    from swycc.latents_io import LatentsError, load_latents
+    from swycc.outputs import OutputPlan
 
     model = load_model(args)
-    _check_samples(args.samples)
-    entries = load_latents(args.latents, model.config.model.latent_channels)
-    g = torch.Generator(device=args.device).manual_seed(args.seed)
+    down = model.config.model.encoder.downsample
+    entries = load_latents(args.latents, model.config.model.latent_channels, down)
+    for i, e in enumerate(entries):
+        h, w = e.z.shape[1] * down, e.z.shape[2] * down
+        if h * w > args.max_pixels:
+            raise LatentsError(f"{args.latents}: entry {i} ({e.name!r}) decodes to {w}x{h} = "
+                               f"{h * w:,} pixels, over the limit of {args.max_pixels:,} "
+                               f"(--max-pixels)")
+    plan = OutputPlan(overwrite=args.overwrite)
     out = Path(args.out)
-    for e in entries:
-        xs = model.decode(e.z[None].to(args.device), args.steps, args.guidance,
-                          samples=args.samples, generator=g, size=e.size)[0]
-        _save_samples(xs, out, e.name)
-    print(f"wrote {len(entries) * args.samples} image(s) to {out}")
+    targets = [plan.add_images(out, e.name, args.samples) for e in entries]
+    plan.check()
+    g = torch.Generator(device=args.device).manual_seed(args.seed)
+    with plan.writing() as stage:
+        for paths, e in zip(targets, entries):
+            xs = model.decode(e.z[None].to(args.device), args.steps, args.guidance,
+                              samples=args.samples, generator=g, size=e.size)[0]
+            _save_samples(xs, paths, stage)
+    _finish(plan, len(entries) * args.samples, out)
     return 0
 
 
@@ -233,11 +290,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from swycc.demo import run_demo
 
     return run_demo(args, build_config(args) if args.train else None)
-
-
-def _check_samples(samples: int) -> None:
-    if samples < 1:
-        raise ValueError(f"--samples must be >= 1, got {samples}")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -267,7 +319,7 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("encode", help="image files in, one latents file out")
     p.add_argument("images", nargs="+")
     p.add_argument("--out", required=True, help="latents file (.safetensors)")
-    add_sampling_options(p, samples=False)
+    add_sampling_options(p, samples=False, max_pixels=MAX_PIXELS_ENCODE)
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("decode", help="latents file in, images out")

@@ -8,10 +8,15 @@ processes and data-loader workers.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import stat
 import warnings
+from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +32,17 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
 class ImageError(ValueError):
     """An image file that is missing, unreadable or not an image."""
+
+
+class ImageTooLargeError(ImageError):
+    """An image with more pixels than the limit of the command (checked from its header)."""
+
+
+# Reasons a file of an image folder is left out of training (``ImageFolderDataset.skip_counts``).
+SKIP_REASONS = ("unreadable", "too_large", "unsupported_extension", "symlink_loop")
+_REASON_TEXT = {"unreadable": "unreadable", "too_large": "too large",
+                "unsupported_extension": "with an unsupported extension",
+                "symlink_loop": "symlink loop(s) or folder(s) reached twice"}
 
 
 def to_rgb_array(img: Image.Image) -> np.ndarray:
@@ -49,17 +65,68 @@ def array_to_tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(a, dtype=np.uint8)).permute(2, 0, 1).float() / 127.5 - 1.0
 
 
-def load_image(path: str | os.PathLike) -> torch.Tensor:
-    """(3, H, W) in [-1, 1]; ImageError naming the file when it is missing or not an image."""
+def pixel_limit(max_pixels: int | None = None) -> tuple[int | None, str]:
+    """The pixel-count limit in force and how to name it in messages: ``max_pixels`` when
+    given, otherwise Pillow's decompression-bomb guard ``Image.MAX_IMAGE_PIXELS``."""
+    if max_pixels is not None:
+        return max_pixels, "--max-pixels"
+    return Image.MAX_IMAGE_PIXELS, "Pillow's decompression-bomb limit (Image.MAX_IMAGE_PIXELS)"
+
+
+def _check_pixels(path: Path, size: tuple[int, int], max_pixels: int | None) -> None:
+    limit, name = pixel_limit(max_pixels)
+    w, h = size
+    if limit is not None and w * h > limit:
+        raise ImageTooLargeError(f"{path}: {w}x{h} = {w * h:,} pixels is over the limit of "
+                                 f"{limit:,} ({name})")
+
+
+def image_size(path: str | os.PathLike, max_pixels: int | None = None) -> tuple[int, int]:
+    """(width, height) from the file's header, without decoding the pixels; ImageError when
+    missing or not an image, ImageTooLargeError when over the pixel limit (``pixel_limit``)."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: file not found")
+    with _opened(path) as img:
+        _check_pixels(path, img.size, max_pixels)
+        return img.size
+
+
+@contextmanager
+def _opened(path: Path) -> Iterator[Image.Image]:
+    """``Image.open`` (header only) with Pillow's bomb warning silenced, since the caller checks
+    the size itself, and its errors turned into ImageError / ImageTooLargeError naming the file.
+    """
     try:
-        with Image.open(path) as img:
-            img.load()
-            return array_to_tensor(to_rgb_array(ImageOps.exif_transpose(img)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError as e:
+        raise ImageTooLargeError(f"{path}: {e}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise ImageError(f"{path}: not a readable image ({type(e).__name__})") from None
+    with img:
+        yield img
+
+
+def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> torch.Tensor:
+    """(3, H, W) in [-1, 1]; ImageError naming the file when it is missing or not an image,
+    ImageTooLargeError (before decoding) when it has more than ``max_pixels`` pixels (default:
+    Pillow's decompression-bomb limit)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: file not found")
+    with _opened(path) as img:
+        _check_pixels(path, img.size, max_pixels)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img.load()
+            return array_to_tensor(to_rgb_array(ImageOps.exif_transpose(img)))
+        except Image.DecompressionBombError as e:
+            raise ImageTooLargeError(f"{path}: {e}") from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            raise ImageError(f"{path}: not a readable image ({type(e).__name__})") from None
 
 
 def save_image(x: torch.Tensor, path: str | os.PathLike) -> None:
@@ -70,18 +137,104 @@ def save_image(x: torch.Tensor, path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(a.permute(1, 2, 0).numpy()).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    try:
+        Image.fromarray(a.permute(1, 2, 0).numpy()).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def list_images(root: str | os.PathLike) -> list[Path]:
+@dataclass
+class FolderScan:
+    """What ``scan_images`` found: the image files (sorted) and, by reason, what it left out:
+    ``unsupported_extension`` (.gif, .txt, ...; ``other_exts`` counts them by extension),
+    ``symlink_loop`` (a link that loops, or a folder reached a second time through a link),
+    ``unreadable`` (a dangling link, a folder that cannot be listed, a device file)."""
+
+    files: list[Path]
+    skipped: Counter = field(default_factory=Counter)
+    other_exts: Counter = field(default_factory=Counter)
+
+    def describe_skipped(self) -> str:
+        return describe_skips(self.skipped, self.other_exts)
+
+
+def describe_skips(counts: dict[str, int], other_exts: dict[str, int] | None = None) -> str:
+    """``1 unreadable, 2 with an unsupported extension (.gif: 2)`` from counts keyed by reason
+    (or ``skipped_<reason>``, as in ``ImageFolderDataset.skip_counts``); "" when all are 0."""
+    counts = {k.removeprefix("skipped_"): v for k, v in counts.items()}
+    parts = []
+    for reason in SKIP_REASONS:
+        if counts.get(reason):
+            text = f"{counts[reason]} {_REASON_TEXT[reason]}"
+            if reason == "unsupported_extension" and other_exts:
+                text += " (" + ", ".join(f"{e}: {n}" for e, n in sorted(other_exts.items())) + ")"
+            parts.append(text)
+    return ", ".join(parts)
+
+
+def scan_images(root: str | os.PathLike) -> FolderScan:
+    """Image files under ``root``, recursive, following symlinked folders (each folder once)."""
     root = Path(root)
     if not root.is_dir():
         raise ImageError(f"{root}: no such image folder")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
-    if not files:
-        raise ImageError(f"{root}: no images found (looked for {', '.join(sorted(IMAGE_EXTS))})")
-    return files
+    scan = FolderScan([])
+
+    def unreadable(_err: OSError) -> None:
+        scan.skipped["unreadable"] += 1
+
+    st = root.stat()
+    seen = {(st.st_dev, st.st_ino)}  # folders visited or about to be
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=True):
+        keep = []
+        # real folders before links to them, so a folder is listed under its own name
+        for d in sorted(dirnames, key=lambda d: (os.path.islink(os.path.join(dirpath, d)), d)):
+            try:
+                sd = os.stat(os.path.join(dirpath, d))
+            except OSError:
+                scan.skipped["unreadable"] += 1
+                continue
+            if (sd.st_dev, sd.st_ino) in seen:
+                scan.skipped["symlink_loop"] += 1
+            else:
+                seen.add((sd.st_dev, sd.st_ino))
+                keep.append(d)
+        dirnames[:] = keep
+        for name in filenames:
+            p = Path(dirpath, name)
+            try:
+                mode = p.stat().st_mode
+            except OSError as e:
+                scan.skipped["symlink_loop" if e.errno == errno.ELOOP else "unreadable"] += 1
+                continue
+            if not stat.S_ISREG(mode):
+                scan.skipped["unreadable"] += 1
+            elif p.suffix.lower() not in IMAGE_EXTS:
+                scan.skipped["unsupported_extension"] += 1
+                scan.other_exts[p.suffix.lower() or "(none)"] += 1
+            else:
+                scan.files.append(p)
+    scan.files.sort()
+    return scan
+
+
+def list_images(root: str | os.PathLike) -> list[Path]:
+    """``scan_images``'s files; a warning names what was left out; ImageError when none."""
+    return checked_scan(root).files
+
+
+def checked_scan(root: str | os.PathLike) -> FolderScan:
+    """``scan_images``, with a warning naming what was left out; ImageError when no image."""
+    scan = scan_images(root)
+    exts = ", ".join(sorted(IMAGE_EXTS))
+    if not scan.files:
+        left = scan.describe_skipped()
+        raise ImageError(f"{root}: no images found (looked for {exts}"
+                         f"{'; left out: ' + left if left else ''})")
+    if scan.skipped:
+        warnings.warn(f"{root}: left out {scan.describe_skipped()} (supported: {exts})",
+                      stacklevel=3)
+    return scan
 
 
 # ---- preprocessing (paper: resize shorter side, random crop; eval: largest centre square) ----
@@ -152,8 +305,11 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     """Any image folder, recursive. Train: shorter side -> size, random crop, random flip.
     Eval: largest centre square resized to size. Labels from first-level sub-folder names.
 
-    A corrupt or unreadable file is skipped with a warning and counted in ``skipped``; the next
-    image stands in for it, so a long run never dies on one bad file.
+    A file that cannot be loaded (corrupt, or over Pillow's decompression-bomb pixel limit) is
+    skipped with a warning the first time and the next image stands in for it, so a long run
+    never dies on one bad file. ``skip_counts()`` gives, by reason, the files left out when
+    listing and the distinct files skipped so far in this process (shared with data-loader
+    workers); the training loop writes them to the metrics log.
     """
 
     def __init__(self, root: str | os.PathLike, size: int, train: bool, labels: bool = False,
@@ -161,14 +317,33 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         self.root, self.size, self.train, self.seed = Path(root), size, train, seed
         self.crop_scale_min, self.eval_grid = crop_scale_min, eval_grid
         self.cells = 1 if train else eval_grid * eval_grid  # evaluation images per file
-        self.files = list_images(root)
+        scan = checked_scan(root)  # warns about what it leaves out
+        self.files, self.listing = scan.files, scan.skipped
         self.classes = sorted({p.relative_to(self.root).parts[0] for p in self.files
                                if len(p.relative_to(self.root).parts) > 1}) if labels else []
         self.labels = labels
-        self.skipped = 0
+        # per file: 0 not skipped, 1 unreadable, 2 too large; in shared memory so that counts
+        # made in data-loader worker processes reach the main process
+        self._skip_flags = torch.zeros(len(self.files), dtype=torch.int8)
+        try:
+            self._skip_flags.share_memory_()
+        except RuntimeError:  # no shared memory here: counts from workers are lost
+            pass
 
     def __len__(self) -> int:
         return len(self.files) * self.cells
+
+    @property
+    def skipped(self) -> int:
+        """Distinct files skipped when loading, so far."""
+        return int((self._skip_flags > 0).sum())
+
+    def skip_counts(self) -> dict[str, int]:
+        """``skipped_<reason>`` for every reason in SKIP_REASONS (listing + loading)."""
+        flags = self._skip_flags
+        loaded = {"unreadable": int((flags == 1).sum()), "too_large": int((flags == 2).sum())}
+        return {f"skipped_{r}": int(self.listing.get(r, 0)) + loaded.get(r, 0)
+                for r in SKIP_REASONS}
 
     def label_of(self, path: Path) -> int:
         if not self.labels:
@@ -176,16 +351,27 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         parts = path.relative_to(self.root).parts
         return self.classes.index(parts[0]) if len(parts) > 1 else -1
 
+    def _skip(self, i: int, reason: int, message: str) -> None:
+        if int(self._skip_flags[i]) == 0:
+            self._skip_flags[i] = reason
+            warnings.warn(f"skipping {message}", stacklevel=3)
+
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         epoch, index = _split(item)
         index, cell = divmod(index, self.cells)
         for attempt in range(len(self.files)):
-            path = self.files[(index + attempt) % len(self.files)]
+            i = (index + attempt) % len(self.files)
+            path = self.files[i]
             try:
-                x = load_image(path)
+                x = load_image(path)  # Pillow's bomb limit: ImageTooLargeError, not a crash
+            except ImageTooLargeError as e:
+                self._skip(i, 2, f"too large an image {e}")
+                continue
+            except MemoryError:
+                self._skip(i, 2, f"image {path}: out of memory while decoding it")
+                continue
             except ImageError as e:
-                self.skipped += 1
-                warnings.warn(f"skipping unreadable image {e}", stacklevel=2)
+                self._skip(i, 1, f"unreadable image {e}")
                 continue
             if self.train and self.crop_scale_min < 1:
                 g = sample_generator(self.seed, epoch, index)

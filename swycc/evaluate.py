@@ -331,7 +331,13 @@ def run_eval(args: argparse.Namespace) -> int:
     """Validate everything (metrics, weights, checkpoints, data), evaluate, then write."""
     from swycc.autoencoder import Autoencoder, read_config
     from swycc.kinds import get_kind
+    from swycc.outputs import OutputPlan
 
+    # --out is a report directory: its two files are replaced as a pair, checked up front
+    plan = OutputPlan(overwrite=True)
+    out = Path(args.out)
+    report_files = [plan.add_file(out / "metrics.json"), plan.add_file(out / "metrics.md")]
+    plan.check()
     metrics = parse_metrics(args.metrics)
     if args.samples < 1 or args.batch_size < 1 or (args.steps is not None and args.steps < 1):
         raise ValueError("--samples, --batch-size and --steps must be >= 1")
@@ -372,10 +378,9 @@ def run_eval(args: argparse.Namespace) -> int:
         "metrics": metrics, "definitions": {m: METRICS[m][1] for m in metrics},
         "notes": _notes(metrics, rows, args.samples), "results": rows,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / "metrics.json", json.dumps(report, indent=2, default=_json_default))
-    _write_atomic(out / "metrics.md", markdown_table(report))
+    with plan.writing() as stage:
+        stage(report_files[0]).write_text(json.dumps(report, indent=2, default=_json_default))
+        stage(report_files[1]).write_text(markdown_table(report))
     print(markdown_table(report))
     print(f"wrote {out / 'metrics.json'} and {out / 'metrics.md'}")
     return 0
@@ -431,9 +436,3 @@ def _fmt(v) -> str:
 
 def _json_default(o):
     return o.item() if hasattr(o, "item") else str(o)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 from torch import nn
 
 from swycc.metrics import weights as W
@@ -234,8 +235,8 @@ def test_dinov2_preprocessing_forward_and_loading(tmp_path):
     with torch.no_grad():
         f = net(torch.rand(2, 3, 40, 40) * 2 - 1)
     assert f.shape == (2, 32) and torch.isfinite(f).all()
-    path = tmp_path / W.DINOV2_WEIGHTS.filename
-    torch.save(net.state_dict(), path)
+    path = tmp_path / W.DINOV2_WEIGHTS.filename  # safetensors only (tests/test_hardening.py)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
     with pytest.warns(UserWarning, match="no published SHA-256"):
         loaded = load_dinov2(tmp_path, net=_small_dino())
     assert loaded.weights_sha256 == W.sha256_of(path)

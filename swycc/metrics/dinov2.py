@@ -11,6 +11,21 @@ bicubic (antialiased), [0, 1], ImageNet mean/std. The feature is the CLS token a
 LayerNorm (``x_norm_clstoken``, what the hub model's ``forward`` returns). The 37x37 position
 embeddings are resized to the 16x16 grid as dinov2 does it: bicubic, no antialias, with the
 scale factor (16 + 0.1) / 37 (its ``interpolate_offset``).
+
+Weights are read from safetensors only (nothing from the file is ever executed or unpickled).
+Convert the official ``dinov2_vitl14_pretrain.pth`` once, yourself (``weights_only=True``
+reads its tensors without running code from it)::
+
+    import torch
+    from safetensors.torch import save_file
+    sd = torch.load("dinov2_vitl14_pretrain.pth", map_location="cpu", weights_only=True)
+    save_file({k: v.float().contiguous() for k, v in sd.items()},
+              "dinov2_vitl14_pretrain.safetensors")
+
+and put ``dinov2_vitl14_pretrain.safetensors`` where ``swycc.metrics.weights`` looks
+(``--weights-dir``, ``$SWYCC_WEIGHTS_DIR`` or ``$TORCH_HOME/hub/checkpoints``). Meta publishes
+no hash: its SHA-256 is reported with a warning (pin it with ``expected_sha256``) and every key
+and shape is checked against the network.
 """
 
 from __future__ import annotations
@@ -158,7 +173,8 @@ class DinoV2ViT(nn.Module):
 
 def load_dinov2(path: str | os.PathLike | None = None, device: str | torch.device = "cpu",
                 expected_sha256: str | None = None, net: DinoV2ViT | None = None) -> DinoV2ViT:
-    """DINOv2 ViT-L/14 with its released weights, frozen, in eval mode.
+    """DINOv2 ViT-L/14 with its released weights (converted to safetensors, see the module
+    docstring), frozen, in eval mode. ``expected_sha256`` pins the file's hash;
     ``net``: load into this module instead (tests: a reduced ViT)."""
     state, file, digest = load_checked(DINOV2_WEIGHTS, path, expected_sha256)
     net = DinoV2ViT() if net is None else net

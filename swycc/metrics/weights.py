@@ -9,6 +9,11 @@ Nothing is ever downloaded. A weight file is looked up, in order, at
    and ``~/.cache/clip`` for OpenAI CLIP's ``clip.load``.
 
 A file found is checked by SHA-256 before it is loaded (once per process and file version).
+Nothing runs code from a weight file: ``torch.save`` files are read with ``weights_only=True``;
+a TorchScript archive (OpenAI's CLIP ``.pt``) is opened with ``torch.jit.load``, which does run
+the archive's code, only after its SHA-256 matched a published or pinned hash; DINOv2, whose
+publisher gives no hash, is read from safetensors only (a user converts the official file once,
+see ``swycc.metrics.dinov2``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 
 class MissingWeightsError(FileNotFoundError):
@@ -29,6 +36,10 @@ class MissingWeightsError(FileNotFoundError):
 
 class WeightsHashError(ValueError):
     """A weight file whose SHA-256 is not the published one (corrupt or another file)."""
+
+
+class WeightsFormatError(ValueError):
+    """A weight file in a format that is refused for its metric (e.g. not safetensors)."""
 
 
 def torch_hub_dir() -> Path:
@@ -53,6 +64,7 @@ class WeightSpec:
     sha256: str | None  # the full published SHA-256; None where none is published
     cache: str  # "torch_hub" or "clip": the reference code's cache directory
     note: str = ""
+    format: str = "torch"  # "torch" (torch.save or TorchScript) or "safetensors" (only that)
 
     def cache_dirs(self) -> list[Path]:
         return [torch_hub_dir()] if self.cache == "torch_hub" else [clip_cache_dir()]
@@ -76,13 +88,19 @@ CLIP_WEIGHTS = WeightSpec(
     sha256="3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02",
     cache="clip",
 )
+DINOV2_CONVERT = (
+    "import torch; from safetensors.torch import save_file; "
+    "sd = torch.load('dinov2_vitl14_pretrain.pth', map_location='cpu', weights_only=True); "
+    "save_file({k: v.float().contiguous() for k, v in sd.items()}, "
+    "'dinov2_vitl14_pretrain.safetensors')")
 DINOV2_WEIGHTS = WeightSpec(
     metric="FD-DINOv2",
-    filename="dinov2_vitl14_pretrain.pth",
+    filename="dinov2_vitl14_pretrain.safetensors",
     url="https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth",
     sha256=None,  # Meta publishes no hash: the file's SHA-256 is reported, keys/shapes checked
     cache="torch_hub",
-    note="(torch.hub.load('facebookresearch/dinov2', 'dinov2_vitl14') caches it there too)",
+    note=f"(then convert it to safetensors once: python -c \"{DINOV2_CONVERT}\")",
+    format="safetensors",
 )
 
 
@@ -146,10 +164,28 @@ def check_hash(spec: WeightSpec, path: Path, expected: str | None = None) -> str
     return digest
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from a ``torch.save`` file (loaded with weights_only=True) or a TorchScript
-    archive such as OpenAI's CLIP ``.pt`` files; tensors become float32 (CLIP ships fp16)."""
-    if _is_torchscript(path):  # its hash was checked before this
+def read_state_dict(path: Path, spec: WeightSpec | None = None,
+                    hash_verified: bool = False) -> dict[str, torch.Tensor]:
+    """A state dict, tensors as float32 (CLIP ships fp16), from
+
+    - a safetensors file: the only format a ``format="safetensors"`` spec accepts;
+    - a ``torch.save`` file, loaded with ``weights_only=True`` (no code runs);
+    - a TorchScript archive such as OpenAI's CLIP ``.pt`` files: ``torch.jit.load`` runs the
+      archive's code, so only when ``hash_verified`` (its SHA-256 matched a published or
+      pinned hash).
+    """
+    if spec is not None and spec.format == "safetensors":
+        try:
+            state = load_file(str(path), device="cpu")
+        except (SafetensorError, OSError) as e:
+            raise WeightsFormatError(
+                f"{path}: not a safetensors file ({e}); {spec.metric} reads only safetensors: "
+                f"download {spec.url} {spec.note}") from None
+    elif _is_torchscript(path):
+        if not hash_verified:
+            raise WeightsFormatError(
+                f"{path}: a TorchScript archive with no published or pinned SHA-256; loading it "
+                f"would run code from the file, so it is refused")
         with warnings.catch_warnings():  # deprecated in recent torch; the only reader there is
             warnings.simplefilter("ignore", DeprecationWarning)
             state = torch.jit.load(str(path), map_location="cpu").state_dict()
@@ -176,7 +212,8 @@ def load_checked(spec: WeightSpec, path: str | os.PathLike | None = None,
     """Find, hash-check and read a weight file: (state dict, path, its SHA-256)."""
     file = find_weights(spec, path)
     digest = check_hash(spec, file, expected_sha256)
-    return read_state_dict(file), file, digest
+    pinned = (expected_sha256 if expected_sha256 is not None else spec.sha256) is not None
+    return read_state_dict(file, spec, hash_verified=pinned), file, digest
 
 
 def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str,

@@ -19,7 +19,7 @@ import signal
 import time
 import warnings
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -70,6 +70,7 @@ class TrainResult:
     stopped_by: str  # "total_steps", "max_steps", "time_budget" or "signal"
     out_dir: Path
     export: Path | None
+    data_counts: dict[str, int] = field(default_factory=dict)  # files the data skipped
 
 
 def _rng_state(info: DistInfo) -> dict:
@@ -260,7 +261,7 @@ def _run(task, out: Path, info: DistInfo, micro: int, dataset, model: nn.Module,
             signal.signal(signal.SIGTERM, old_handler)
     if step >= limit and export is None:
         export = save()  # nothing to do: the run had already finished; re-export
-    return TrainResult(step, nonfinite, stopped_by, out, export)
+    return TrainResult(step, nonfinite, stopped_by, out, export, _data_counts(dataset))
 
 
 def _finite_or_none(x: torch.Tensor) -> float | None:
@@ -269,7 +270,8 @@ def _finite_or_none(x: torch.Tensor) -> float | None:
 
 
 def _data_counts(dataset) -> dict:
-    """Files the dataset skipped so far (unreadable images), if it counts them."""
+    """Files the dataset left out so far, by reason (``skipped_unreadable``, ...), if it counts
+    them (``ImageFolderDataset.skip_counts``)."""
     counts = getattr(dataset, "skip_counts", None)
     return dict(counts()) if callable(counts) else {}
 
