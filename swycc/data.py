@@ -283,7 +283,7 @@ def random_scale_crop(x: torch.Tensor, size: int, scale_min: float,
     side = min(side, h, w)
     top = int(torch.randint(0, h - side + 1, (1,), generator=g))
     left = int(torch.randint(0, w - side + 1, (1,), generator=g))
-    return resize(x[:, top:top + side, left:left + side], size, size)
+    return resize(to_float(x[:, top:top + side, left:left + side]), size, size)
 
 
 def grid_crop(x: torch.Tensor, size: int, grid: int, cell: int) -> torch.Tensor:
@@ -293,7 +293,13 @@ def grid_crop(x: torch.Tensor, size: int, grid: int, cell: int) -> torch.Tensor:
     top, left = (h - c) // 2, (w - c) // 2
     k = c // grid
     r, q = divmod(cell, grid)
-    return resize(x[:, top + r * k:top + (r + 1) * k, left + q * k:left + (q + 1) * k], size, size)
+    crop = x[:, top + r * k:top + (r + 1) * k, left + q * k:left + (q + 1) * k]
+    return resize(to_float(crop), size, size)
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """8-bit (3, H, W) -> float in [-1, 1]; float input unchanged."""
+    return x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x
 
 
 def _split(item: int | tuple[int, int]) -> tuple[int, int]:
@@ -362,7 +368,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         hit = self._cache.get(i)
         if hit is not None:
             self._cache.move_to_end(i)
-            return hit.float() / 127.5 - 1.0
+            return hit
         x = load_image(path)
         u8 = ((x + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
         self._cache[i] = u8
@@ -370,7 +376,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         while self._cache_bytes > self.CACHE_BYTES and len(self._cache) > 1:
             _, old = self._cache.popitem(last=False)
             self._cache_bytes -= old.numel()
-        return u8.float() / 127.5 - 1.0
+        return u8  # 8-bit: callers crop first, then convert (elementwise, so the same values)
 
     def _skip(self, i: int, reason: int, message: str) -> None:
         if int(self._skip_flags[i]) == 0:
@@ -400,11 +406,11 @@ class ImageFolderDataset(torch.utils.data.Dataset):
                 x = x.flip(-1) if bool(torch.rand(1, generator=g) < 0.5) else x
             elif self.train:
                 g = sample_generator(self.seed, epoch, index)
-                x = random_crop_flip(resize_shorter_side(x, self.size), self.size, g)
+                x = random_crop_flip(resize_shorter_side(to_float(x), self.size), self.size, g)
             elif self.eval_grid > 1:
                 x = grid_crop(x, self.size, self.eval_grid, cell)
             else:
-                x = center_crop_square(x, self.size)
+                x = center_crop_square(to_float(x), self.size)
             return x, self.label_of(path)
         raise ImageError(f"{self.root}: no readable image left")
 
