@@ -90,21 +90,23 @@ def attention_flops(cfg: DiTConfig, batch: int) -> float:
     return 3 * 4 * batch * cfg.tokens**2 * cfg.hidden * cfg.depth
 
 
-def interleaved_times(steps: dict, rounds: int) -> dict[str, tuple[float, float]]:
+def interleaved_times(steps: dict, rounds: int,
+                      clock=time.perf_counter) -> dict[str, tuple[float, float]]:
     """(min, median) seconds per step, the contenders alternating round by round, so that load
-    from other processes on shared cores hits both alike; the min is the uncontended time."""
+    from other processes on shared cores hits both alike; the min is the uncontended time.
+    ``clock=time.thread_time`` (one thread only) counts CPU time, blind to descheduling."""
     for fn in steps.values():
         fn(), fn()  # warm-up
     times: dict[str, list[float]] = {k: [] for k in steps}
     for _ in range(rounds):
         for k, fn in steps.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
-            times[k].append(time.perf_counter() - t0)
+            times[k].append(clock() - t0)
     return {k: (min(v), sorted(v)[len(v) // 2]) for k, v in times.items()}
 
 
-def bench(name: str, batch: int, latent: int, peak: float, rounds: int) -> dict:
+def bench(name: str, batch: int, latent: int, peak: float, rounds: int, clock) -> dict:
     cfg = replace(get_dit_preset(name).dit, latent_size=latent, latent_channels=4)
     res: dict = {"preset": name, "hidden": cfg.hidden, "depth": cfg.depth, "heads": cfg.heads,
                  "patch": cfg.patch, "latent": [cfg.latent_channels, latent, latent],
@@ -114,7 +116,7 @@ def bench(name: str, batch: int, latent: int, peak: float, rounds: int) -> dict:
         contenders["diffusers"] = peer_step(cfg, batch)
     except ImportError:
         res["diffusers"] = "not installed"
-    times = interleaved_times({k: step for k, (_, step) in contenders.items()}, rounds)
+    times = interleaved_times({k: step for k, (_, step) in contenders.items()}, rounds, clock)
     for k, (model, step) in contenders.items():
         flops = flops_of(step) + attention_flops(cfg, batch)
         sec, med = times[k]
@@ -135,17 +137,23 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--latent", type=int, default=16, help="latent side (C = 4)")
     p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--clock", choices=["wall", "thread"], default="wall",
+                   help="thread: CPU time of this thread (needs OMP_NUM_THREADS=1)")
     p.add_argument("--out", help="write the results as JSON here")
     args = p.parse_args()
+    if args.clock == "thread" and torch.get_num_threads() != 1:
+        p.error("--clock thread needs one thread (OMP_NUM_THREADS=1)")
+    clock = time.thread_time if args.clock == "thread" else time.perf_counter
     torch.set_flush_denormal(True)  # as the training loop does
     peak = matmul_peak()
     info = {"machine": f"{platform.processor() or platform.machine()}, "
                        f"{torch.get_num_threads()} threads",
             "torch": torch.__version__, "matmul_peak_gflops": peak,
-            "timing": f"min over {args.rounds} interleaved rounds", "presets": []}
+            "timing": f"min over {args.rounds} interleaved rounds, {args.clock} clock",
+            "presets": []}
     print(", ".join(f"{k}: {v}" for k, v in info.items() if k != "presets"))
     for name in args.presets:
-        info["presets"].append(bench(name, args.batch, args.latent, peak, args.rounds))
+        info["presets"].append(bench(name, args.batch, args.latent, peak, args.rounds, clock))
         print(json.dumps(info["presets"][-1], indent=1))
     print("\n| preset | params M | tokens | batch | img/s | GFLOP/s (% peak) | diffusers img/s "
           "| diffusers GFLOP/s (% peak) | per FLOP vs diffusers | wall vs diffusers |")

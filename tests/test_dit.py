@@ -206,3 +206,30 @@ def test_run_config_round_trip_and_validation():
         DiTRunConfig.from_dict(d)
     with pytest.raises(ValueError, match="unknown DiT preset"):
         get_dit_preset("dit-xxl")
+
+
+def test_tiny_dit_learns_and_runs_under_bf16_autocast():
+    torch.manual_seed(0)
+    model = DiT(TINY)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(8) % TINY.num_classes
+    z = (y.float() / 4 - 1).view(-1, 1, 1, 1).expand(8, TINY.latent_channels, 8, 8)  # by class
+    t_eval, eps_eval = torch.rand(64, generator=g), torch.randn(64, *z.shape[1:], generator=g)
+    no_drop = torch.zeros(64, dtype=torch.bool)
+
+    def eval_loss():
+        with torch.no_grad():
+            return dit_loss(model, z.repeat(8, 1, 1, 1), y.repeat(8), t_eval, eps_eval, no_drop,
+                            TINY.num_classes)[0].item()
+
+    before = eval_loss()
+    for _ in range(40):
+        t, eps = torch.rand(8, generator=g), torch.randn(z.shape, generator=g)
+        loss, _ = dit_loss(model, z, y, t, eps, class_drop_mask(8, 0.1, g), TINY.num_classes)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert eval_loss() < 0.5 * before
+    loss, _ = dit_loss(model, z, y, t, eps, no_drop[:8], TINY.num_classes, bf16=True)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)

@@ -52,7 +52,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     only through m - n (as complex numbers: x_i + j x_{i+D/2} times e^{j angle_i}).
     """
     x1, x2 = x.chunk(2, dim=-1)
-    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+    return torch.addcmul(x * cos, torch.cat([-x2, x1], dim=-1), sin)
 
 
 # ---- blocks ----
@@ -63,16 +63,17 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 
 
 class SwiGLU(nn.Module):
-    """W2 (SiLU(W1 x) * W3 x) (Shazeer 2020); W1 and W3 fused into one linear."""
+    """W2 (SiLU(W1 x) * W3 x) (Shazeer 2020). W1 and W3 stay two linears: on the CPU the
+    backward of one fused linear's chunk (a copy of the whole hidden gradient) cost more."""
 
     def __init__(self, dim: int, hidden: int):
         super().__init__()
-        self.w13 = nn.Linear(dim, 2 * hidden)
+        self.w1 = nn.Linear(dim, hidden)
+        self.w3 = nn.Linear(dim, hidden)
         self.w2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, b = self.w13(x).chunk(2, dim=-1)
-        return self.w2(F.silu(a) * b)
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
 class RoPEAttention(nn.Module):
@@ -86,10 +87,11 @@ class RoPEAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         n, t, d = x.shape
-        qkv = self.qkv(x).view(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        q, k = apply_rope(qkv[:2], cos, sin).unbind(0)  # q and k in one go, (N, heads, T, hd)
-        v = qkv[2]
-        out = F.scaled_dot_product_attention(q, k, v)
+        qkv = self.qkv(x).view(n, t, 3, self.heads, d // self.heads)
+        # q and k rotated in one go, in token-major layout: cos, sin (T, hd) -> (T, 1, 1, hd)
+        qk = apply_rope(qkv[:, :, :2], cos[:, None, None], sin[:, None, None])
+        q, k = qk.transpose(1, 3).unbind(2)  # (N, heads, T, hd) each
+        out = F.scaled_dot_product_attention(q, k, qkv[:, :, 2].transpose(1, 2))
         return self.proj(out.transpose(1, 2).reshape(n, t, d))
 
 
