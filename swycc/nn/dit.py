@@ -40,19 +40,23 @@ def rope_2d_angles(rows: int, cols: int, head_dim: int, theta: float = 10_000.0,
 
 
 def rope_tables(angles: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cos, sin), each (T, head_dim): the angles repeated for both halves of the head."""
+    """(cos, signed sin), each (T, head_dim): the angles repeated for both halves of the head,
+    the first half of sin negated (so apply_rope needs no negation)."""
     a = torch.cat([angles, angles], dim=-1)
-    return a.cos().to(dtype), a.sin().to(dtype)
+    sign = torch.ones_like(a)
+    sign[:, : angles.shape[-1]] = -1
+    return a.cos().to(dtype), (a.sin() * sign).to(dtype)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate the pairs (x[i], x[i + D/2]) of the last dim by angle i ("rotate half" layout).
+    """Rotate the pairs (x[i], x[i + D/2]) of the last dim by angle i ("rotate half" layout):
+    x1' = x1 cos - x2 sin, x2' = x2 cos + x1 sin, i.e. x cos + (x2, x1) (-sin, sin).
 
     x: (..., T, D); cos, sin: (T, D) from rope_tables. Then q_m . k_n depends on the positions
     only through m - n (as complex numbers: x_i + j x_{i+D/2} times e^{j angle_i}).
     """
     x1, x2 = x.chunk(2, dim=-1)
-    return torch.addcmul(x * cos, torch.cat([-x2, x1], dim=-1), sin)
+    return torch.addcmul(x * cos, torch.cat([x2, x1], dim=-1), sin)
 
 
 # ---- blocks ----
@@ -87,11 +91,12 @@ class RoPEAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         n, t, d = x.shape
-        qkv = self.qkv(x).view(n, t, 3, self.heads, d // self.heads)
+        # split, not slicing: one gradient concatenation instead of zero-filled copies
+        qk, v = self.qkv(x).view(n, t, 3, self.heads, d // self.heads).split([2, 1], dim=2)
         # q and k rotated in one go, in token-major layout: cos, sin (T, hd) -> (T, 1, 1, hd)
-        qk = apply_rope(qkv[:, :, :2], cos[:, None, None], sin[:, None, None])
+        qk = apply_rope(qk, cos[:, None, None], sin[:, None, None])
         q, k = qk.transpose(1, 3).unbind(2)  # (N, heads, T, hd) each
-        out = F.scaled_dot_product_attention(q, k, qkv[:, :, 2].transpose(1, 2))
+        out = F.scaled_dot_product_attention(q, k, v.squeeze(2).transpose(1, 2))
         return self.proj(out.transpose(1, 2).reshape(n, t, d))
 
 
