@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -157,8 +158,10 @@ def main() -> None:
                        f"{torch.get_num_threads()} threads",
             "torch": torch.__version__, "matmul_peak_gflops": peak,
             "timing": f"min over {args.rounds} interleaved rounds, {args.clock} clock",
-            "presets": []}
+            "load_average_1min_start": os.getloadavg()[0], "cpus": os.cpu_count(), "presets": []}
     print(", ".join(f"{k}: {v}" for k, v in info.items() if k != "presets"))
+    if info["load_average_1min_start"] > info["cpus"]:
+        print("warning: the machine is busy (load average > cores); wall times will be noisy")
     for name in args.presets:
         info["presets"].append(bench(name, args.batch, args.latent, peak, args.rounds, clock))
         print(json.dumps(info["presets"][-1], indent=1))
@@ -173,6 +176,7 @@ def main() -> None:
               f"({r.get('diffusers_pct_peak', nan):.0f}%) "
               f"| {r.get('speed_vs_diffusers_per_flop', nan):.2f}x "
               f"| {r.get('speed_vs_diffusers_wall', nan):.2f}x |")
+    info["load_average_1min_end"] = os.getloadavg()[0]  # > cpus: timings share the cores
     if args.out:
         with open(args.out, "w") as f:
             json.dump(info, f, indent=2)
