@@ -1,0 +1,138 @@
+"""Configs and presets of the latent DiT (second stage: class-conditional generation of latents).
+
+The paper (Sec. 4, "Latent Diffusion"): DiT-L with 2x2 patches, SwiGLU and 2D RoPE, trained
+4e5 steps at batch 256 with a constant learning rate of 1e-4, class dropout 10%, guidance 0.5.
+Widths, depths and heads of S/B/L/XL follow Peebles & Xie (2023), Table 1.
+
+Like swycc.config, every config is a frozen dataclass whose ``to_dict``/``from_dict`` round-trip
+through JSON and reject unknown keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from swycc.config import TrainConfig, _from_dict
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    """The network. Input latents (N, latent_channels, h, w); h and w divisible by ``patch``."""
+
+    hidden: int = 1024  # token width d
+    depth: int = 24  # number of DiT blocks
+    heads: int = 16  # attention heads; hidden / heads must be divisible by 4 (2D RoPE)
+    patch: int = 2  # p x p latent pixels per token
+    latent_channels: int = 4  # C of the autoencoder's latent
+    latent_size: int = 32  # training latent side h = w (any h, w divisible by patch work)
+    num_classes: int = 1000  # label index num_classes is the null class (guidance)
+    class_dropout: float = 0.1  # fraction of training labels replaced by the null class
+    mlp_ratio: float = 4.0  # DiT's MLP hidden = mlp_ratio * hidden; SwiGLU takes 2/3 of it
+    freq_dim: int = 256  # sinusoidal features of logSNR fed to the noise-level MLP
+    rope_theta: float = 10_000.0  # RoPE base period
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+    @property
+    def swiglu_hidden(self) -> int:
+        """2/3 of DiT's MLP hidden size (3 matrices instead of 2: parameter-matched), rounded up
+        to a multiple of 8 as in LightningDiT's SwiGLUFFN (1024 -> 2736)."""
+        return (int(2 * self.mlp_ratio * self.hidden / 3) + 7) // 8 * 8
+
+    @property
+    def tokens(self) -> int:
+        return (self.latent_size // self.patch) ** 2
+
+    def validate(self) -> DiTConfig:
+        if self.hidden % self.heads:
+            raise ValueError(f"DiTConfig: hidden {self.hidden} not divisible by heads {self.heads}")
+        if self.head_dim % 4:
+            raise ValueError(f"DiTConfig: head dimension {self.head_dim} must be a multiple of 4 "
+                             "(2D RoPE rotates pairs along each of two axes)")
+        if self.latent_size % self.patch:
+            raise ValueError(f"DiTConfig: latent_size {self.latent_size} not divisible by patch "
+                             f"{self.patch}")
+        if not 0.0 <= self.class_dropout < 1.0:
+            raise ValueError(f"DiTConfig: class_dropout must be in [0, 1), got {self.class_dropout}")
+        if min(self.hidden, self.depth, self.heads, self.patch, self.latent_channels,
+               self.num_classes) < 1:
+            raise ValueError("DiTConfig: sizes must be positive")
+        return self
+
+
+@dataclass(frozen=True)
+class DiTSamplingConfig:
+    steps: int = 50  # DDIM steps over the cosine schedule
+    guidance: float = 0.5  # w in v = v_c + w (v_c - v_null)
+
+
+@dataclass(frozen=True)
+class DiTRunConfig:
+    """Network + training recipe + sampling. The paper trains with a *constant* lr (no warm-up,
+    no decay); TrainConfig's schedule is warm-up + cosine, so the presets set warmup_steps=0 and
+    the loop needs a constant-lr option to match the paper (see the report)."""
+
+    dit: DiTConfig = field(default_factory=DiTConfig)
+    train: TrainConfig = field(default_factory=lambda: PAPER_TRAIN)
+    sampling: DiTSamplingConfig = field(default_factory=DiTSamplingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DiTRunConfig:
+        cfg = _from_dict(cls, d)
+        cfg.dit.validate()
+        return cfg
+
+    @classmethod
+    def from_json(cls, s: str) -> DiTRunConfig:
+        return cls.from_dict(json.loads(s))
+
+
+# The paper's recipe: batch 256, constant lr 1e-4 for 4e5 steps, plain Adam. DiT's own EMA decay
+# (0.9999) and no gradient clipping beyond the loop's default global-norm bound of 1.
+PAPER_TRAIN = TrainConfig(batch_size=256, lr=1e-4, warmup_steps=0, total_steps=400_000,
+                          grad_clip=1.0, ema_decay=0.9999)
+CPU_TRAIN = TrainConfig(batch_size=32, lr=1e-4, warmup_steps=0, total_steps=20_000,
+                        ema_decay=0.999, ema_warmup=2000, checkpoint_every=200, sample_every=1000)
+
+
+def _dit(hidden: int, depth: int, heads: int, **kw) -> DiTConfig:
+    return DiTConfig(hidden=hidden, depth=depth, heads=heads, **kw)
+
+
+# Latent shapes: the paper-size presets assume ImageNet 256 px through an f8 autoencoder with
+# C = 4 (32 x 32 x 4), as in DiT; override latent_channels/latent_size for other autoencoders.
+DIT_PRESETS: dict[str, DiTRunConfig] = {
+    # test size: milliseconds per step
+    "dit-tiny": DiTRunConfig(_dit(32, 2, 2, latent_channels=2, latent_size=8, num_classes=10),
+                             replace(CPU_TRAIN, batch_size=8)),
+    # minutes on 2 CPU cores: latents of the `small` autoencoder (64 px / f8, C = 2)
+    "dit-small-cpu": DiTRunConfig(_dit(192, 6, 3, latent_channels=2, latent_size=8,
+                                       num_classes=10), CPU_TRAIN),
+    "dit-s2": DiTRunConfig(_dit(384, 12, 6)),
+    "dit-b2": DiTRunConfig(_dit(768, 12, 12)),
+    "dit-l2": DiTRunConfig(_dit(1024, 24, 16)),  # the paper's model
+    "dit-xl2": DiTRunConfig(_dit(1152, 28, 16)),
+}
+
+
+def get_dit_preset(name: str) -> DiTRunConfig:
+    if name not in DIT_PRESETS:
+        raise ValueError(f"unknown DiT preset {name!r}; choose one of {', '.join(DIT_PRESETS)}")
+    return DIT_PRESETS[name]
+
+
+def shrink_dit(cfg: DiTConfig, head_dim: int = 8) -> DiTConfig:
+    """The same depth, heads and patching at a tiny width, for shape tests of every preset."""
+    return replace(cfg, hidden=cfg.heads * head_dim, latent_size=4 * cfg.patch, num_classes=10,
+                   freq_dim=16)

@@ -1,0 +1,132 @@
+"""Training loss and DDIM sampler of the latent DiT, on swycc.diffusion's cosine schedule.
+
+Loss (eq. 2 applied to latents): z_t = alpha_t z + sigma_t eps, t ~ U[0, 1], the DiT predicts
+v = alpha_t eps - sigma_t z from (z_t, logSNR(t), label), MSE in v. Labels are replaced by the
+null class (index num_classes) on a fraction class_dropout of examples (classifier-free guidance).
+
+Randomness (t, eps, drop mask) is drawn for the *global* batch from a generator seeded by
+(seed, step); each process / accumulation round takes its rows, so N processes give the same
+update as one, and a resumed run the same as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+from torch import nn
+
+from swycc.diffusion import add_noise, alpha_sigma, eps_from_v, logsnr, v_loss, v_target, x_from_v
+from swycc.dit_config import DiTRunConfig
+
+
+def class_drop_mask(n: int, prob: float, generator: torch.Generator | None = None,
+                    device: torch.device | str = "cpu") -> torch.Tensor:
+    """(n,) bool, True with probability ``prob``: these labels become the null class."""
+    return torch.rand(n, generator=generator, device=device) < prob
+
+
+def drop_labels(labels: torch.Tensor, drop_mask: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """DiT's token_drop: labels where the mask is set become the null class ``num_classes``."""
+    return torch.where(drop_mask.to(labels.device), torch.full_like(labels, num_classes), labels)
+
+
+def dit_loss(model: nn.Module, latents: torch.Tensor, labels: torch.Tensor, t: torch.Tensor,
+             eps: torch.Tensor, drop_mask: torch.Tensor, num_classes: int,
+             bf16: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """v-MSE of the DiT on (normalised) latents (N, C, h, w) at times t (N,) with noise eps.
+
+    ``model`` is the DiT or its DDP wrapper. Schedule maths and the loss stay fp32; ``bf16``
+    autocasts the network only.
+    """
+    z_t = add_noise(latents, t, eps)  # z_t = alpha_t z + sigma_t eps
+    y = drop_labels(labels, drop_mask, num_classes)
+    ctx = torch.autocast(latents.device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    with ctx:
+        v_hat = model(z_t, logsnr(t), y).float()
+    loss = v_loss(v_hat, v_target(latents, t, eps))
+    return loss, {"loss": loss.detach(), "loss_dit": loss.detach()}
+
+
+def _step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed((seed * 1_000_003 + step) % (2**63 - 1))
+    return g
+
+
+class DiTObjective:
+    """What a generic training loop needs: the module to wrap in DDP, ``micro_loss`` for one
+    micro-batch (latents, labels), hooks and (empty) extra state."""
+
+    def __init__(self, cfg: DiTRunConfig, model: nn.Module, device: torch.device):
+        self.cfg, self.model, self.device = cfg, model, device
+        self.wrapped: nn.Module = model
+
+    def wrap(self, wrapper) -> None:
+        """``wrapper`` is e.g. ``lambda m: DDP(m)``; called once by the loop when distributed."""
+        self.wrapped = wrapper(self.model)
+
+    def micro_loss(self, batch: tuple[torch.Tensor, torch.Tensor], step: int, rows: torch.Tensor,
+                   global_batch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        latents, labels = batch
+        dev = latents.device
+        g = _step_generator(self.cfg.train.seed, step, dev)
+        t = torch.rand(global_batch, generator=g, device=dev)
+        drop = class_drop_mask(global_batch, self.cfg.dit.class_dropout, g, dev)
+        eps = torch.randn((global_batch, *latents.shape[1:]), generator=g, device=dev)
+        rows = rows.to(dev)
+        return dit_loss(self.wrapped, latents, labels.to(dev), t[rows], eps[rows], drop[rows],
+                        self.cfg.dit.num_classes, self.cfg.train.bf16)
+
+    def after_step(self, batch, step: int) -> dict[str, torch.Tensor]:
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def guided_v(model: nn.Module, z_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
+             null_label: int, guidance: float) -> torch.Tensor:
+    """v = v_c + w (v_c - v_null) (Ho & Salimans 2021); both branches in one batch when w != 0."""
+    if guidance == 0:
+        return model(z_t, logsnr(t), labels).float()
+    n = z_t.shape[0]
+    both = model(torch.cat([z_t, z_t]), logsnr(torch.cat([t, t])),
+                 torch.cat([labels, torch.full_like(labels, null_label)])).float()
+    v_c, v_u = both[:n], both[n:]
+    return v_c + guidance * (v_c - v_u)
+
+
+@torch.no_grad()
+def dit_sample(model: nn.Module, labels: torch.Tensor, shape: tuple[int, int, int], steps: int,
+               guidance: float = 0.5, generator: torch.Generator | None = None,
+               noise: torch.Tensor | None = None, null_label: int | None = None) -> torch.Tensor:
+    """Deterministic DDIM (eta = 0) from t = 1 to t = 0 in ``steps`` uniform steps in t.
+
+    labels: (N,) long (num_classes = unconditional); shape: (C, h, w) of one latent. Returns
+    normalised latents (N, C, h, w): multiply by the dataset's std and add its mean before
+    decoding. No clipping (latents are unbounded).
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if null_label is None:
+        null_label = getattr(model, "module", model).cfg.num_classes
+    n, dev = labels.shape[0], labels.device
+    if noise is None:  # drawn where the generator lives: a CPU seed gives the same start on GPU
+        where = generator.device if generator is not None else dev
+        noise = torch.randn((n, *shape), generator=generator, device=where)
+    z = noise.to(dev, torch.float32)
+    ts = torch.linspace(1.0, 0.0, steps + 1, device=dev)
+    for i in range(steps):
+        t, t_next = ts[i].expand(n), ts[i + 1].expand(n)
+        v = guided_v(model, z, t, labels, null_label, guidance)
+        z0 = x_from_v(z, t, v)  # z_hat = alpha_t z_t - sigma_t v_hat
+        if i == steps - 1:
+            return z0
+        eps = eps_from_v(z, t, v)
+        a_next, s_next = alpha_sigma(t_next)
+        z = a_next.view(-1, 1, 1, 1) * z0 + s_next.view(-1, 1, 1, 1) * eps
+    return z
