@@ -15,7 +15,8 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from swycc.config import TrainConfig, _from_dict
+from swycc.config import TrainConfig
+from swycc.config_types import from_dict as _from_dict
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,10 @@ class DiTRunConfig:
 # The paper's recipe: batch 256, constant lr 1e-4 for 4e5 steps, plain Adam. DiT's own EMA decay
 # (0.9999) and no gradient clipping beyond the loop's default global-norm bound of 1.
 PAPER_TRAIN = TrainConfig(batch_size=256, lr=1e-4, warmup_steps=0, total_steps=400_000,
+                          lr_schedule="constant",
                           grad_clip=1.0, ema_decay=0.9999)
 CPU_TRAIN = TrainConfig(batch_size=32, lr=1e-4, warmup_steps=0, total_steps=20_000,
+                        lr_schedule="constant",
                         ema_decay=0.999, ema_warmup=2000, checkpoint_every=200, sample_every=1000)
 
 
