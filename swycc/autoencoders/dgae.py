@@ -16,6 +16,7 @@ features (``model.decoder.out_channels``), not a first reconstruction. See docs/
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from swycc.autoencoder import Autoencoder, unet_stride
@@ -69,6 +70,12 @@ class DGAE(Autoencoder):
         x, _ = self._pad(x)
         return self.posterior(x)[0]
 
+    def guide_features(self, z: torch.Tensor) -> torch.Tensor:
+        """G(z) normalised to zero mean and unit variance per image (over F, H, W): the guide
+        has no loss of its own, and unnormalised its features started ~20x fainter than the
+        noisy image they are concatenated with, so the decoder learned to ignore them."""
+        return F.group_norm(self.guide(z).float(), 1)
+
     def _decode(self, z, steps, guidance, k, generator):
-        cond = self.guide(z).float().repeat_interleave(k, dim=0)  # (N k, F, H, W)
+        cond = self.guide_features(z).repeat_interleave(k, dim=0)  # (N k, F, H, W)
         return self.denoiser.sample(cond, steps, guidance, generator).unflatten(0, (-1, k))

@@ -40,7 +40,7 @@ class DGAELoss(nn.Module):
             mean, logvar = (v.float() for v in m.posterior(x))
         z = mean + torch.exp(0.5 * logvar) * n
         with autocast_for(x.device, self.bf16):
-            guide = m.guide(z).float()
+            guide = m.guide_features(z)
         out = m.denoiser.loss(x, guide, keep, t, eps, autocast=autocast_for(x.device, self.bf16))
         kl = gaussian_kl(mean, logvar).mean()
         total = out.loss + cfg.kl_weight * kl
