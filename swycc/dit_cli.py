@@ -75,7 +75,7 @@ def cmd_encode_dataset(args: argparse.Namespace) -> int:
     from swycc.autoencoder import Autoencoder
     from swycc.latent_dataset import autoencoder_identity, encode_dataset, finalize
     from swycc.outputs import check_dir_usable
-    from swycc.train.distributed import barrier, init_distributed
+    from swycc.train.distributed import barrier, init_distributed, shutdown
 
     check_dir_usable(args.out)
     identity = autoencoder_identity(args.checkpoint)
@@ -89,14 +89,17 @@ def cmd_encode_dataset(args: argparse.Namespace) -> int:
     def encode_fn(x: torch.Tensor) -> torch.Tensor:
         return model.encode(x.to(info.device))
 
-    summary = encode_dataset(encode_fn, identity, args.data, args.out, size, flip=args.flip,
-                             shard_size=args.shard_size, batch_size=args.batch_size,
-                             rank=info.rank, world_size=info.world_size,
-                             progress=not args.no_progress)
-    index = summary.index
-    if info.world_size > 1:
-        barrier(info)
-        index = finalize(args.out, progress=not args.no_progress) if info.is_main else None
+    try:
+        summary = encode_dataset(encode_fn, identity, args.data, args.out, size, flip=args.flip,
+                                 shard_size=args.shard_size, batch_size=args.batch_size,
+                                 rank=info.rank, world_size=info.world_size,
+                                 progress=not args.no_progress)
+        index = summary.index
+        if info.world_size > 1:  # every rank's shards are written; rank 0 adds index.json
+            barrier(info)
+            index = finalize(args.out, progress=not args.no_progress) if info.is_main else None
+    finally:
+        shutdown(info)
     if index is not None:
         shape = "x".join(map(str, index["latent_shape"]))
         print(f"wrote {index['num_latents']} latents of shape {shape} "

@@ -67,10 +67,6 @@ class DiTConfig(Validated):
         self.require(self.mlp_ratio > 0, "mlp_ratio", "must be > 0")
         self.require(self.rope_theta > 1, "rope_theta", "must be > 1")
 
-    def validate(self) -> DiTConfig:
-        """Kept for callers of the first version: construction already checks everything."""
-        return self
-
 
 @dataclass(frozen=True)
 class DiTSamplingConfig(Validated):
