@@ -1,4 +1,4 @@
-"""Command line: swycc {demo, train, reconstruct, encode, decode, eval, info}.
+"""Command line: swycc {demo, train, reconstruct, encode, decode, eval, info, ...}.
 
 Thin front: parses arguments, validates every input before writing anything, and turns a bad
 input into one ``swycc: error: ...`` line. Exit status: 0 done; 2 bad input; 3 training
@@ -271,6 +271,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     from swycc.autoencoder import Autoencoder, read_config
     from swycc.kinds import KINDS, get_kind
 
+    if not args.checkpoint and args.preset.startswith("dit-"):  # the second stage's DiT
+        from swycc.dit_config import get_dit_preset
+        from swycc.nn.dit import count_parameters
+
+        print(f"DiT: {count_parameters(get_dit_preset(args.preset).dit) / 1e6:.1f}M parameters")
+        return 0
     cfg = read_config(args.checkpoint) if args.checkpoint else get_preset(args.preset)
     if args.method:
         cfg = with_method(cfg, args.method)
@@ -329,7 +335,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("info", help="parameter counts of a preset or checkpoint (no weights)")
-    p.add_argument("--preset", default="small", choices=list(PRESETS))
+    from swycc.dit_config import DIT_PRESETS
+
+    p.add_argument("--preset", default="small", choices=list(PRESETS) + list(DIT_PRESETS))
     p.add_argument("--checkpoint")
     p.add_argument("--method", choices=kind_names())
     p.set_defaults(func=cmd_info)
@@ -346,9 +354,10 @@ def make_parser() -> argparse.ArgumentParser:
 
 def verb_modules():
     """Verbs that live beside their subsystem, each a ``register(subparsers)`` function."""
+    from swycc.dit_cli import register as dit
     from swycc.experiments.cli import register as experiment
 
-    return [experiment, _register_photoset]
+    return [experiment, _register_photoset, dit]
 
 
 def _register_photoset(sub) -> None:

@@ -16,8 +16,10 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from swycc.diffusion import add_noise, alpha_sigma, eps_from_v, logsnr, v_loss, v_target, x_from_v
+from swycc.diffusion import add_noise, logsnr, v_loss, v_target
 from swycc.dit_config import DiTRunConfig
+from swycc.sampling import ddim_sample
+from swycc.train.objectives import Objective, step_generator
 
 
 def class_drop_mask(n: int, prob: float, generator: torch.Generator | None = None,
@@ -48,29 +50,19 @@ def dit_loss(model: nn.Module, latents: torch.Tensor, labels: torch.Tensor, t: t
     return loss, {"loss": loss.detach(), "loss_dit": loss.detach()}
 
 
-def _step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
-    g = torch.Generator(device=device)
-    g.manual_seed((seed * 1_000_003 + step) % (2**63 - 1))
-    return g
-
-
-class DiTObjective:
-    """What a generic training loop needs: the module to wrap in DDP, ``micro_loss`` for one
-    micro-batch (latents, labels), hooks and (empty) extra state."""
+class DiTObjective(Objective):
+    """The loop's objective for the DiT: ``micro_loss`` for one micro-batch (latents, labels);
+    no extra state (the base class's empty hooks)."""
 
     def __init__(self, cfg: DiTRunConfig, model: nn.Module, device: torch.device):
         self.cfg, self.model, self.device = cfg, model, device
         self.wrapped: nn.Module = model
 
-    def wrap(self, wrapper) -> None:
-        """``wrapper`` is e.g. ``lambda m: DDP(m)``; called once by the loop when distributed."""
-        self.wrapped = wrapper(self.model)
-
     def micro_loss(self, batch: tuple[torch.Tensor, torch.Tensor], step: int, rows: torch.Tensor,
                    global_batch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         latents, labels = batch
         dev = latents.device
-        g = _step_generator(self.cfg.train.seed, step, dev)
+        g = step_generator(self.cfg.train.seed, step, dev)
         t = torch.rand(global_batch, generator=g, device=dev)
         drop = class_drop_mask(global_batch, self.cfg.dit.class_dropout, g, dev)
         eps = torch.randn((global_batch, *latents.shape[1:]), generator=g, device=dev)
@@ -78,55 +70,25 @@ class DiTObjective:
         return dit_loss(self.wrapped, latents, labels.to(dev), t[rows], eps[rows], drop[rows],
                         self.cfg.dit.num_classes, self.cfg.train.bf16)
 
-    def after_step(self, batch, step: int) -> dict[str, torch.Tensor]:
-        return {}
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
-
-
-def guided_v(model: nn.Module, z_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
-             null_label: int, guidance: float) -> torch.Tensor:
-    """v = v_c + w (v_c - v_null) (Ho & Salimans 2021); both branches in one batch when w != 0."""
-    if guidance == 0:
-        return model(z_t, logsnr(t), labels).float()
-    n = z_t.shape[0]
-    both = model(torch.cat([z_t, z_t]), logsnr(torch.cat([t, t])),
-                 torch.cat([labels, torch.full_like(labels, null_label)])).float()
-    v_c, v_u = both[:n], both[n:]
-    return v_c + guidance * (v_c - v_u)
-
 
 @torch.no_grad()
 def dit_sample(model: nn.Module, labels: torch.Tensor, shape: tuple[int, int, int], steps: int,
                guidance: float = 0.5, generator: torch.Generator | None = None,
                noise: torch.Tensor | None = None, null_label: int | None = None) -> torch.Tensor:
-    """Deterministic DDIM (eta = 0) from t = 1 to t = 0 in ``steps`` uniform steps in t.
+    """Deterministic DDIM (eta = 0) from t = 1 to t = 0 in ``steps`` uniform steps in t, with
+    guidance v = v_c + w (v_c - v_null): ``swycc.sampling.ddim_sample`` with the class labels as
+    the condition and the null class (default ``num_classes``) as its null value.
 
-    labels: (N,) long (num_classes = unconditional); shape: (C, h, w) of one latent. Returns
-    normalised latents (N, C, h, w): multiply by the dataset's std and add its mean before
-    decoding. No clipping (latents are unbounded).
+    labels: (N,) long; shape: (C, h, w) of one latent. Returns normalised latents (N, C, h, w):
+    multiply by the dataset's std and add its mean before decoding. No clipping (latents are
+    unbounded).
     """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
     if null_label is None:
         null_label = getattr(model, "module", model).cfg.num_classes
-    n, dev = labels.shape[0], labels.device
-    if noise is None:  # drawn where the generator lives: a CPU seed gives the same start on GPU
-        where = generator.device if generator is not None else dev
-        noise = torch.randn((n, *shape), generator=generator, device=where)
-    z = noise.to(dev, torch.float32)
-    ts = torch.linspace(1.0, 0.0, steps + 1, device=dev)
-    for i in range(steps):
-        t, t_next = ts[i].expand(n), ts[i + 1].expand(n)
-        v = guided_v(model, z, t, labels, null_label, guidance)
-        z0 = x_from_v(z, t, v)  # z_hat = alpha_t z_t - sigma_t v_hat
-        if i == steps - 1:
-            return z0
-        eps = eps_from_v(z, t, v)
-        a_next, s_next = alpha_sigma(t_next)
-        z = a_next.view(-1, 1, 1, 1) * z0 + s_next.view(-1, 1, 1, 1) * eps
-    return z
+
+    def denoiser(z_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return model(z_t, logsnr(t), y).float()
+
+    return ddim_sample(denoiser, labels, steps, guidance, generator, noise=noise, clip=None,
+                       null_cond=torch.full_like(labels, null_label),
+                       shape=(labels.shape[0], *shape))

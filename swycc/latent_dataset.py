@@ -320,10 +320,20 @@ class LatentDataset(torch.utils.data.Dataset):
         self.index = _read_json(self.root / INDEX)
         if self.index.get("format") != FORMAT:
             raise LatentDatasetError(f"{self.root / INDEX}: not a swycc latent dataset index")
-        self.shards = [n for n, c in zip(self.index["shards"], self.index["counts"]) if c]
-        self.starts = np.cumsum([0] + [c for c in self.index["counts"] if c]).tolist()
-        self.mean = torch.tensor(self.index["mean"], dtype=torch.float32)
-        self.std = torch.tensor(self.index["std"], dtype=torch.float32)
+        try:
+            self.shards = [n for n, c in zip(self.index["shards"], self.index["counts"]) if c]
+            self.starts = np.cumsum([0] + [c for c in self.index["counts"] if c]).tolist()
+            self.mean = torch.tensor(self.index["mean"], dtype=torch.float32)
+            self.std = torch.tensor(self.index["std"], dtype=torch.float32)
+            shape = self.index["latent_shape"]
+            self.index["classes"], self.index["identity"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise LatentDatasetError(f"{self.root / INDEX}: damaged index ({type(e).__name__}: "
+                                     f"{e})") from None
+        if not (isinstance(shape, list) and len(shape) == 3 and len(self.mean) == len(self.std)
+                == shape[0]):
+            raise LatentDatasetError(f"{self.root / INDEX}: damaged index (latent_shape {shape}, "
+                                     f"{len(self.mean)} channel means)")
         self._maps: list[dict[str, np.ndarray]] | None = None  # opened lazily, per process
         self._files: list[str] | None = None
 
@@ -354,6 +364,23 @@ class LatentDataset(torch.utils.data.Dataset):
             z = self.normalize(z)
         return z, int(shard["labels"][j])
 
+    def verify(self) -> None:
+        """Check every shard's header against the index (shape, count) without reading the
+        latents: a missing, truncated or foreign shard fails here, not mid-training."""
+        shape = tuple(self.index["latent_shape"])
+        for k, name in enumerate(self.shards):
+            path = self.root / name
+            try:
+                maps = _memmap_safetensors(path)
+                z, y = maps["latents"], maps["labels"]
+            except (OSError, ValueError, KeyError, struct.error) as e:
+                raise LatentDatasetError(f"{path}: unreadable latent shard ({type(e).__name__}: "
+                                         f"{e}); re-run the encoding into a new folder") from None
+            count = self.starts[k + 1] - self.starts[k]
+            if tuple(z.shape) != (count, *shape) or tuple(y.shape) != (count,):
+                raise LatentDatasetError(f"{path}: holds latents {tuple(z.shape)}, the index "
+                                         f"says {(count, *shape)}")
+
     def source(self, item) -> tuple[str, bool]:
         """(image path relative to the data folder, flipped) of an entry."""
         shard, j = self._locate(item)
@@ -372,3 +399,19 @@ class LatentDataset(torch.utils.data.Dataset):
 
 def _ch(v: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return v.to(z.device, z.dtype).view(-1, 1, 1)
+
+
+def autoencoder_identity(checkpoint: str | os.PathLike) -> dict:
+    """What names an exported autoencoder: its config (as stored) and the sha256 of its weights
+    file. Latents and a DiT trained on them carry it; ``swycc generate`` checks it."""
+    import hashlib
+
+    from swycc.autoencoder import _weights_file, read_config
+
+    file = _weights_file(checkpoint)
+    config = read_config(file)
+    digest = hashlib.sha256()
+    with open(file, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"config": config.to_dict(), "weights_sha256": digest.hexdigest()}

@@ -87,10 +87,10 @@ def test_parameter_counts_match_the_dit_paper():
     # L/2 458M, XL/2 675M on 32x32x4 latents, 1000 classes
     paper = {"dit-s2": 33e6, "dit-b2": 130e6, "dit-l2": 458e6, "dit-xl2": 675e6}
     for name, n in paper.items():
-        cfg = DIT_PRESETS[name].dit
+        cfg = get_dit_preset(name).dit
         assert (cfg.latent_size, cfg.latent_channels, cfg.patch) == (32, 4, 2)
         assert abs(count_parameters(cfg) / n - 1) < 0.10, name
-    assert DIT_PRESETS["dit-l2"].dit.swiglu_hidden == 2736  # 2/3 * 4096 rounded up to x8
+    assert get_dit_preset("dit-L/2").dit.swiglu_hidden == 2736  # 2/3 * 4096 rounded up to x8
 
 
 def test_swiglu_hidden_is_parameter_matched():

@@ -140,7 +140,7 @@ class DiT(nn.Module):
 
     def __init__(self, cfg: DiTConfig):
         super().__init__()
-        self.cfg = cfg.validate()
+        self.cfg = cfg
         d, p, c = cfg.hidden, cfg.patch, cfg.latent_channels
         self.patch_embed = nn.Linear(c * p * p, d)  # = Conv2d(C, d, p, stride=p)
         self.noise_mlp = nn.Sequential(nn.Linear(cfg.freq_dim, d), nn.SiLU(), nn.Linear(d, d))
