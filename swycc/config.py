@@ -22,6 +22,7 @@ class EncoderConfig:
     num_mid_blocks: int = 4  # ResNet blocks at the lowest resolution, before the output conv
     latent_channels: int = 2  # C = 8 / K for relative compression K (paper: K=4 -> C=2)
     num_groups: int = 32  # GroupNorm groups (reduced automatically when channels < groups)
+    grad_checkpointing: bool = False  # recompute each block's activations in backward
 
     @property
     def downsample(self) -> int:
@@ -38,6 +39,7 @@ class DecoderConfig:
     num_mid_blocks: int = 4
     num_groups: int = 32
     adaptive_norm: bool = False  # MAGVIT-v2: GroupNorm scale/shift predicted from the latent z
+    grad_checkpointing: bool = False  # recompute each block's activations in backward
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class UNetConfig:
     num_groups: int = 32
     emb_channels: int = 512  # width of the noise-level embedding
     predict_residual: bool = False  # deviation (named option): diffuse x - D_Initial(z), not x
+    grad_checkpointing: bool = False  # recompute each block's activations in backward
 
 
 @dataclass(frozen=True)
