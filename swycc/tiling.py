@@ -1,8 +1,12 @@
 """Tiled encoding and decoding of any image size, with memory bounded by the tile.
 
 The image is covered by overlapping tiles; each tile goes through the network on its own and the
-outputs are blended with separable linear ramps over the overlap, normalised so the weights sum
-to 1 everywhere (a partition of unity): out = sum_i w_i f(tile_i), sum_i w_i = 1.
+outputs are blended with separable linear ramps, normalised so the weights sum to 1 everywhere
+(a partition of unity): out = sum_i w_i f(tile_i), sum_i w_i = 1. The outer quarter of the
+overlap on each side is context only (weight 0), so a tile's padding effects never reach the
+output: a network whose receptive field fits that margin gives the untiled result exactly.
+Networks with GroupNorm or attention see per-tile statistics, so where the image exceeds one tile
+the result differs from the untiled one (without seams); where it fits one tile it is identical.
 
 Diffusion decoding tiles the *denoiser*, not the sampler (MultiDiffusion, Bar-Tal et al. 2023):
 ``tiled_denoiser`` evaluates v_hat tile by tile and blends the predictions, while DDIM runs on the

@@ -4,7 +4,6 @@ loss and gradients as without it, blocks really recomputed in training only, nam
 import torch
 
 from swycc.autoencoder import SWYCC
-from swycc.config import get_preset, override, shrink
 from swycc.diffusion import add_noise, v_target
 from swycc.nn.blocks import EmbResBlock, ResBlock, SelfAttention
 from swycc.pretrained import default_checkpoint
@@ -13,15 +12,9 @@ FLAGS = ("model.encoder.grad_checkpointing", "model.decoder.grad_checkpointing",
          "model.unet.grad_checkpointing")
 
 
-def _model(checkpointing: bool) -> SWYCC:
-    cfg = override(shrink(get_preset("tiny")), "model.unet.dropout", 0.2)
-    for flag in FLAGS:
-        cfg = override(cfg, flag, checkpointing)
-    torch.manual_seed(0)
-    m = SWYCC(cfg)
-    for p in m.parameters():  # non-zero everywhere, so every gradient is non-trivial
-        torch.nn.init.normal_(p, std=0.05) if p.ndim > 1 else None
-    return m.train()
+def _model(make, checkpointing: bool) -> SWYCC:
+    """Dropout on (its masks must match in the recomputation), weights non-zero everywhere."""
+    return make(**{"model.unet.dropout": 0.2}, **{f: checkpointing for f in FLAGS}).train()
 
 
 def _loss_and_grads(m: SWYCC) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -52,8 +45,8 @@ def _count_block_calls(m: SWYCC) -> list[int]:
     return calls
 
 
-def test_checkpointing_gives_the_same_loss_and_gradients():
-    plain, ckpt = _model(False), _model(True)
+def test_checkpointing_gives_the_same_loss_and_gradients(random_tiny_model):
+    plain, ckpt = _model(random_tiny_model, False), _model(random_tiny_model, True)
     assert plain.state_dict().keys() == ckpt.state_dict().keys()  # names unchanged
     ckpt.load_state_dict(plain.state_dict())
     loss_a, grads_a = _loss_and_grads(plain)
@@ -68,8 +61,8 @@ def test_checkpointing_gives_the_same_loss_and_gradients():
     assert calls[0] == 2 * blocks  # every block ran again in backward
 
 
-def test_checkpointing_is_off_in_eval_and_without_grad():
-    m = _model(True)
+def test_checkpointing_is_off_in_eval_and_without_grad(random_tiny_model):
+    m = _model(random_tiny_model, True)
     calls = _count_block_calls(m)
     x = torch.rand(1, 3, 16, 16) * 2 - 1
     m.eval()

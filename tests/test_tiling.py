@@ -5,25 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from swycc.autoencoder import SWYCC  # the one place the model class is named
-from swycc.config import get_preset, override, shrink
 from swycc.diffusion import alpha_sigma
 from swycc.sampling import ddim_sample
 from swycc.tiling import (TilingError, auto_tile, count_tiles, gradient_image, ramp_weights,
                           seam_energy_ratio, texture_image, tile_edges, tile_starts,
                           tiled_decode, tiled_denoiser, tiled_encode, tiled_map)
-
-
-def _model(seed=0, **over):
-    """Tiny preset, random weights (std 0.05: the U-Net's zero-initialised output is not 0)."""
-    cfg = shrink(get_preset("tiny"))
-    for k, v in over.items():
-        cfg = override(cfg, k, v)
-    torch.manual_seed(seed)
-    m = SWYCC(cfg)
-    for p in m.parameters():
-        torch.nn.init.normal_(p, std=0.05) if p.ndim > 1 else None
-    return m.eval()
 
 
 def _decode(m, z, tile, overlap, seed=0, **kw):
@@ -98,8 +84,8 @@ def test_bad_geometry_is_refused():
 
 # ---- exactness ----------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["swycc", "gan"])
-def test_tiled_decode_equals_untiled_when_the_image_fits_one_tile(method):
-    m = _model(**{"model.method": method, "model.unet.predict_residual": True})
+def test_tiled_decode_equals_untiled_when_the_image_fits_one_tile(method, random_tiny_model):
+    m = random_tiny_model(**{"model.method": method, "model.unet.predict_residual": True})
     z = m.encode(torch.rand(2, 3, 32, 40) * 2 - 1)
     for samples in (None, 2):
         want = m.decode(z, steps=3, guidance=0.5, samples=samples,
@@ -109,8 +95,8 @@ def test_tiled_decode_equals_untiled_when_the_image_fits_one_tile(method):
         assert torch.allclose(got, want, atol=1e-6, rtol=0)
 
 
-def test_progress_counts_every_tile_evaluation():
-    m = _model()
+def test_progress_counts_every_tile_evaluation(random_tiny_model):
+    m = random_tiny_model()
     z = m.encode(torch.rand(1, 3, 64, 48) * 2 - 1)  # 3 x 2 tiles of 32 px, overlap 16
     calls = []
     counted = lambda f: lambda *a: calls.append(1) or f(*a)  # noqa: E731
@@ -190,10 +176,11 @@ def test_seam_energy_within_5_percent_for_an_analytic_denoiser(make_image):
 
 
 @pytest.mark.parametrize("make_image", [gradient_image, texture_image])
-def test_seam_energy_of_a_random_model_within_5_percent_of_untiled(make_image):
+def test_seam_energy_of_a_random_model_within_5_percent_of_untiled(make_image,
+                                                                  random_tiny_model):
     """A random-init model's output is no image, so its own border/elsewhere ratio is not 1:
     the bound is on the tiled ratio against the untiled decode's ratio on the same borders."""
-    m = _model(**{"model.unet.predict_residual": True})
+    m = random_tiny_model(**{"model.unet.predict_residual": True})
     size, tile, overlap = 192, 96, 32
     z = m.encode(make_image(size))
     edges = tile_edges(size, tile, overlap, m.stride)

@@ -85,8 +85,7 @@ class UNet(nn.Module):
             else:
                 h = layer(h)
         for layer in self.mid:
-            h = run_block(layer, ckpt, h, emb) if isinstance(layer, EmbResBlock) \
-                else run_block(layer, ckpt, h)
+            h = run_block(layer, ckpt, h, *([emb] if isinstance(layer, EmbResBlock) else []))
         for layer in self.up:
             if isinstance(layer, EmbResBlock):
                 h = run_block(layer, ckpt, torch.cat([h, skips.pop()], dim=1), emb)
