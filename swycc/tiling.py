@@ -236,8 +236,9 @@ def seam_energy_ratio(img: torch.Tensor, edges_h: Sequence[int], edges_w: Sequen
     for dim, edges in ((-1, edges_w), (-2, edges_h)):
         if not edges:
             continue
-        d2 = img.detach().double().diff(dim=dim).pow(2).movedim(dim, 0).flatten(1).mean(1)  # per position
-        pos = torch.arange(d2.shape[0], dtype=torch.float64) + 0.5  # a difference sits between
+        d2 = img.detach().double().diff(dim=dim).pow(2).movedim(dim, 0).flatten(1).mean(1)
+        # x[j+1] - x[j] sits on the boundary j + 1 between its pixels, as a tile edge does
+        pos = torch.arange(d2.shape[0], dtype=torch.float64) + 1
         near = torch.zeros_like(pos, dtype=torch.bool)
         for e in edges:
             near |= (pos - e).abs() <= band
