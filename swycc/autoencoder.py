@@ -25,6 +25,8 @@ from torch import nn
 
 from swycc.config import Config
 from swycc.nn.autoencoder_nets import Encoder
+from swycc.tiling import (DEFAULT_OVERLAP, DEFAULT_TILE, TilePlan, auto_tile,
+                          tiled_encode)
 
 WEIGHTS_NAME = "model.safetensors"
 
@@ -132,10 +134,25 @@ class Autoencoder(nn.Module):
         return x, (h, w)
 
     # ---- the method -----------------------------------------------------------------------------
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """x (N, 3, H, W) in [-1, 1] -> z (N, C, ceil(H/s)*s/8, ...), s = self.stride."""
+    def encode(self, x: torch.Tensor, tile: bool | None = None, tile_size: int = DEFAULT_TILE,
+               tile_overlap: int = DEFAULT_OVERLAP) -> torch.Tensor:
+        """x (N, 3, H, W) in [-1, 1] -> z (N, C, ceil(H/s)*s/8, ...), s = self.stride.
+        ``tile``: True / False, or None = tiles above ``AUTO_TILE_FACTOR`` tiles of pixels."""
         x, _ = self._pad(x)
+        if auto_tile(*x.shape[-2:], tile_size, tile):
+            return tiled_encode(self._encode_padded, x, tile_size, tile_overlap,
+                                self.config.model.encoder.downsample)
+        return self._encode_padded(x)
+
+    def _encode_padded(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
+
+    def tile_plan(self, z: torch.Tensor, tile: bool | None, tile_size: int = DEFAULT_TILE,
+                  tile_overlap: int = DEFAULT_OVERLAP) -> TilePlan:
+        ds = self.config.model.encoder.downsample
+        if not auto_tile(ds * z.shape[-2], ds * z.shape[-1], tile_size, tile):
+            return TilePlan.none()
+        return TilePlan(tile_size, tile_overlap, ds, self.stride)
 
     def check_latents(self, z: torch.Tensor) -> None:
         c = self.config.model.latent_channels
@@ -150,12 +167,15 @@ class Autoencoder(nn.Module):
     @torch.no_grad()
     def decode(self, z: torch.Tensor, steps: int | None = None, guidance: float | None = None,
                samples: int | None = None, generator: torch.Generator | None = None,
-               size: tuple[int, int] | None = None) -> torch.Tensor:
+               size: tuple[int, int] | None = None, tile: bool | None = None,
+               tile_size: int = DEFAULT_TILE, tile_overlap: int = DEFAULT_OVERLAP) -> torch.Tensor:
         """Sample x ~ p(x | z): (N, 3, H, W), or (N, S, 3, H, W) when ``samples=S``.
 
         Sampling kinds: DDIM with ``steps`` (default config.sampling.steps) and guidance w
         (default config.sampling.guidance); the S samples of each latent run in one batch.
         Deterministic kinds: one decoder pass (S copies). ``size`` crops to an original (H, W).
+        ``tile``: overlapping tiles blended with ramps, one global sampler (``swycc.tiling``);
+        None = on above ``AUTO_TILE_FACTOR`` tiles of pixels.
         """
         self.check_latents(z)
         s = self.config.sampling
@@ -168,14 +188,15 @@ class Autoencoder(nn.Module):
             raise ValueError(f"steps must be >= 1, got {steps}")
         if not math.isfinite(guidance):
             raise ValueError(f"guidance must be a finite number, got {guidance}")
-        out = self._decode(z.float(), steps, guidance, k, generator).clamp(-1, 1)
+        plan = self.tile_plan(z, tile, tile_size, tile_overlap)
+        out = self._decode(z.float(), steps, guidance, k, generator, plan).clamp(-1, 1)
         if size is not None:
             out = out[..., : size[0], : size[1]]
         return out[:, 0] if samples is None else out
 
     def _decode(self, z: torch.Tensor, steps: int, guidance: float, k: int,
-                generator: torch.Generator | None) -> torch.Tensor:
-        """(N, C, h, w) -> (N, k, 3, H, W), not clamped."""
+                generator: torch.Generator | None, plan: TilePlan) -> torch.Tensor:
+        """(N, C, h, w) -> (N, k, 3, H, W), not clamped; networks run through ``plan``."""
         raise NotImplementedError
 
     def decode_initial(self, z: torch.Tensor) -> torch.Tensor:
@@ -184,10 +205,13 @@ class Autoencoder(nn.Module):
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, steps: int | None = None, guidance: float | None = None,
-                    samples: int | None = None,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+                    samples: int | None = None, generator: torch.Generator | None = None,
+                    tile: bool | None = None, tile_size: int = DEFAULT_TILE,
+                    tile_overlap: int = DEFAULT_OVERLAP) -> torch.Tensor:
         xp, size = self._pad(x)
-        return self.decode(self.encode(xp), steps, guidance, samples, generator, size=size)
+        z = self.encode(xp, tile, tile_size, tile_overlap)
+        return self.decode(z, steps, guidance, samples, generator, size=size, tile=tile,
+                           tile_size=tile_size, tile_overlap=tile_overlap)
 
     @torch.no_grad()
     def reconstruct_initial(self, x: torch.Tensor) -> torch.Tensor:

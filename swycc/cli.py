@@ -27,6 +27,9 @@ EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by SIGTERM, checkpoint written; re-r
 # self-attention (512 x 512: 1.4 GB, 768 x 768: 6.3 GB, 1024 x 1024: ~19 GB extrapolated).
 MAX_PIXELS_ENCODE = 2048 * 2048
 MAX_PIXELS_DECODE = 768 * 768
+# With tiling (the default above 512 x 512, swycc.tiling) memory is bounded by the tile: the
+# shipped model peaked at 1.95 GB for a 4096 x 4096 decode (bench/results_tiling_cpu.json).
+MAX_PIXELS_TILED = 4096 * 4096
 
 
 def kind_names() -> list[str]:
@@ -98,9 +101,16 @@ def add_sampling_options(p: argparse.ArgumentParser, samples: bool = True,
         p.add_argument("--samples", type=positive_int, default=1, help="samples per image")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", type=device_arg, default="cpu")
-    p.add_argument("--max-pixels", type=positive_int, default=max_pixels,
-                   help=f"refuse larger images, before any work (default {max_pixels:,} = "
-                        f"{math.isqrt(max_pixels)}^2; memory grows with it, see the README)")
+    p.add_argument("--max-pixels", type=positive_int,
+                   help=f"refuse larger images, before any work (default: {max_pixels:,} = "
+                        f"{math.isqrt(max_pixels)}^2 with --no-tile, {MAX_PIXELS_TILED:,} = "
+                        f"{math.isqrt(MAX_PIXELS_TILED)}^2 otherwise; see the README)")
+    p.set_defaults(untiled_max_pixels=max_pixels)
+    p.add_argument("--tile", action=argparse.BooleanOptionalAction, default=None,
+                   help="overlapping tiles blended, one global sampler: bounded memory for "
+                        "large images (default: on above 4 tiles of pixels)")
+    p.add_argument("--tile-size", type=positive_int, default=256, help="pixels (default 256)")
+    p.add_argument("--tile-overlap", type=positive_int, default=64, help="pixels (default 64)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing output files (default: refuse them)")
 
@@ -169,6 +179,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def tiling(args: argparse.Namespace) -> dict:
+    """The model's tiling keywords from --tile/--no-tile, --tile-size, --tile-overlap."""
+    return {"tile": args.tile, "tile_size": args.tile_size, "tile_overlap": args.tile_overlap}
+
+
+def resolve_max_pixels(args: argparse.Namespace) -> None:
+    """--max-pixels, or its default: the untiled limit with --no-tile, the tiled one else."""
+    if args.max_pixels is None:
+        args.max_pixels = (args.untiled_max_pixels if args.tile is False
+                           else max(MAX_PIXELS_TILED, args.untiled_max_pixels))
+
+
 def _allow_pixels(max_pixels: int) -> None:
     """Let Pillow open what --max-pixels allows (its own bomb guard would refuse it first)."""
     from PIL import Image
@@ -203,6 +225,7 @@ def _finish(plan, count: int, where: Path) -> None:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
+    resolve_max_pixels(args)
     from swycc.outputs import OutputPlan
 
     plan = OutputPlan(overwrite=args.overwrite)
@@ -215,13 +238,14 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     with plan.writing() as stage:
         for paths, x in zip(targets, images):
             xs = model.reconstruct(x[None].to(args.device), args.steps, args.guidance,
-                                   samples=args.samples, generator=g)[0]
+                                   samples=args.samples, generator=g, **tiling(args))[0]
             _save_samples(xs, paths, stage)
     _finish(plan, len(images) * args.samples, out)
     return 0
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
+    resolve_max_pixels(args)
     from swycc.latents_io import LatentEntry, save_latents
     from swycc.outputs import OutputPlan
 
@@ -232,7 +256,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     model = load_model(args)
     with torch.inference_mode():
         entries = [LatentEntry(Path(p).stem, tuple(x.shape[-2:]),
-                               model.encode(x[None].to(args.device))[0].cpu())
+                               model.encode(x[None].to(args.device), **tiling(args))[0].cpu())
                    for p, x in zip(args.images, images)]
     with plan.writing() as stage:
         save_latents(entries, stage(out), model.config.to_json())
@@ -241,6 +265,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
+    resolve_max_pixels(args)
     from swycc.latents_io import LatentsError, load_latents
     from swycc.outputs import OutputPlan
 
@@ -261,7 +286,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
     with plan.writing() as stage:
         for paths, e in zip(targets, entries):
             xs = model.decode(e.z[None].to(args.device), args.steps, args.guidance,
-                              samples=args.samples, generator=g, size=e.size)[0]
+                              samples=args.samples, generator=g, size=e.size,
+                              **tiling(args))[0]
             _save_samples(xs, paths, stage)
     _finish(plan, len(entries) * args.samples, out)
     return 0

@@ -54,6 +54,7 @@ class EncoderConfig(Validated):
     num_mid_blocks: int = 4  # ResNet blocks at the lowest resolution, before the output conv
     latent_channels: int = 2  # C = 8 / K for relative compression K (paper: K=4 -> C=2)
     num_groups: int = 32  # GroupNorm groups (reduced automatically when channels < groups)
+    grad_checkpointing: bool = False  # recompute each block's activations in backward
 
     @property
     def downsample(self) -> int:
@@ -75,6 +76,7 @@ class DecoderConfig(Validated):
     num_groups: int = 32
     adaptive_norm: bool = False  # MAGVIT-v2: GroupNorm scale/shift predicted from the latent z
     out_channels: int = 3  # 3 = an image (D_Initial, GAN); DGAE's latent guide emits features
+    grad_checkpointing: bool = False  # recompute each block's activations in backward
 
     def check(self) -> None:
         _check_widths(self)
@@ -95,6 +97,7 @@ class UNetConfig(Validated):
     num_groups: int = 32
     emb_channels: int = 512  # width of the noise-level embedding
     predict_residual: bool = False  # deviation (named option): diffuse x - D_Initial(z), not x
+    grad_checkpointing: bool = False  # recompute each block's activations in backward
 
     def check(self) -> None:
         _check_widths(self)

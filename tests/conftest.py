@@ -20,3 +20,25 @@ def tiny_cfg():
                        ("data.held_out", 4)]:
         cfg = override(cfg, key, value)
     return cfg
+
+
+@pytest.fixture
+def random_tiny_model():
+    """Factory: SWYCC on the tiny preset at test width, config overrides as keyword arguments
+    ({"model.method": "gan"}), every weight matrix ~ N(0, 0.05) (so the U-Net's zero-initialised
+    output layers give non-zero output), in eval mode."""
+    from swycc.autoencoder import Autoencoder
+    from swycc.config import get_preset, override, shrink
+
+    def make(seed: int = 0, **overrides):
+        cfg = shrink(get_preset("tiny"))
+        for key, value in overrides.items():
+            cfg = override(cfg, key, value)
+        torch.manual_seed(seed)
+        model = Autoencoder.from_config(cfg)
+        for p in model.parameters():
+            if p.ndim > 1:
+                torch.nn.init.normal_(p, std=0.05)
+        return model.eval()
+
+    return make

@@ -65,9 +65,8 @@ class DGAE(Autoencoder):
         mean, logvar = self.encoder(x).chunk(2, dim=1)
         return mean, logvar.clamp(*LOGVAR_RANGE)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def _encode_padded(self, x: torch.Tensor) -> torch.Tensor:
         """The posterior mean (the deterministic latent used at inference)."""
-        x, _ = self._pad(x)
         return self.posterior(x)[0]
 
     def guide_features(self, z: torch.Tensor) -> torch.Tensor:
@@ -76,6 +75,7 @@ class DGAE(Autoencoder):
         noisy image they are concatenated with, so the decoder learned to ignore them."""
         return F.group_norm(self.guide(z).float(), 1)
 
-    def _decode(self, z, steps, guidance, k, generator):
-        cond = self.guide_features(z).repeat_interleave(k, dim=0)  # (N k, F, H, W)
-        return self.denoiser.sample(cond, steps, guidance, generator).unflatten(0, (-1, k))
+    def _decode(self, z, steps, guidance, k, generator, plan):
+        cond = plan.latent_map(self.guide_features, z).repeat_interleave(k, dim=0)  # (Nk, F, H, W)
+        return self.denoiser.sample(cond, steps, guidance, generator,
+                                    denoise_fn=plan.denoiser(self.denoiser)).unflatten(0, (-1, k))

@@ -28,8 +28,8 @@ class GANAutoencoder(Autoencoder):
     def parts(self) -> dict[str, nn.Module]:
         return {"encoder": self.encoder, "decoder": self.d_initial}
 
-    def _decode(self, z, steps, guidance, k, generator):
-        return self.d_initial(z).float().unsqueeze(1).expand(-1, k, -1, -1, -1)
+    def _decode(self, z, steps, guidance, k, generator, plan):
+        return plan.latent_map(self.d_initial, z).float().unsqueeze(1).expand(-1, k, -1, -1, -1)
 
     @torch.no_grad()
     def decode_initial(self, z: torch.Tensor) -> torch.Tensor:

@@ -36,9 +36,10 @@ class SWYCC(Autoencoder):
     def stride(self) -> int:
         return unet_stride(self.config)
 
-    def _decode(self, z, steps, guidance, k, generator):
-        cond = self.d_initial(z).float().repeat_interleave(k, dim=0)  # (N k, 3, H, W)
-        x = self.denoiser.sample(cond, steps, guidance, generator, anchor=cond)
+    def _decode(self, z, steps, guidance, k, generator, plan):
+        cond = plan.latent_map(self.d_initial, z).float().repeat_interleave(k, dim=0)
+        x = self.denoiser.sample(cond, steps, guidance, generator, anchor=cond,
+                                 denoise_fn=plan.denoiser(self.denoiser))
         return x.unflatten(0, (-1, k))
 
     @torch.no_grad()

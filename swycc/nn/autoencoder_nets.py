@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from swycc.config import DecoderConfig, EncoderConfig
-from swycc.nn.blocks import DepthToSpaceUpsample, ResBlock, group_norm
+from swycc.nn.blocks import DepthToSpaceUpsample, ResBlock, group_norm, run_block
 
 
 class Encoder(nn.Module):
@@ -17,6 +17,7 @@ class Encoder(nn.Module):
 
     def __init__(self, cfg: EncoderConfig, out_channels: int | None = None):
         super().__init__()
+        self.grad_checkpointing = cfg.grad_checkpointing
         chans = [cfg.base_channels * m for m in cfg.channel_mults]
         self.conv_in = nn.Conv2d(3, chans[0], 3, padding=1)
         blocks: list[nn.Module] = []
@@ -34,7 +35,9 @@ class Encoder(nn.Module):
         self.conv_out = nn.Conv2d(cin, out_channels or cfg.latent_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.blocks(self.conv_in(x))
+        h = self.conv_in(x)
+        for block in self.blocks:
+            h = run_block(block, self.grad_checkpointing and isinstance(block, ResBlock), h)
         return self.conv_out(F.gelu(self.norm_out(h)))
 
 
@@ -46,6 +49,7 @@ class Decoder(nn.Module):
 
     def __init__(self, cfg: DecoderConfig, latent_channels: int):
         super().__init__()
+        self.grad_checkpointing = cfg.grad_checkpointing
         chans = [cfg.base_channels * m for m in cfg.channel_mults][::-1]  # lowest resolution first
         cond = latent_channels if cfg.adaptive_norm else 0
         self.conv_in = nn.Conv2d(latent_channels, chans[0], 3, padding=1)
@@ -70,5 +74,8 @@ class Decoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(z)
         for block in self.blocks:
-            h = block(h, z) if isinstance(block, ResBlock) else block(h)
+            if isinstance(block, ResBlock):
+                h = run_block(block, self.grad_checkpointing, h, z)
+            else:
+                h = block(h)
         return self.conv_out(F.gelu(self.norm_out(h)))

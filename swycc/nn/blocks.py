@@ -7,6 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 def groups_for(channels: int, num_groups: int) -> int:
@@ -19,6 +20,15 @@ def groups_for(channels: int, num_groups: int) -> int:
 
 def group_norm(channels: int, num_groups: int) -> nn.GroupNorm:
     return nn.GroupNorm(groups_for(channels, num_groups), channels, eps=1e-6)
+
+
+def run_block(block: nn.Module, enabled: bool, *args: torch.Tensor) -> torch.Tensor:
+    """block(*args); with ``enabled`` and while training with gradients, through activation
+    checkpointing: the block's activations are recomputed in backward instead of kept (same
+    values and gradients; the RNG state is restored, so dropout masks match)."""
+    if enabled and block.training and torch.is_grad_enabled():
+        return checkpoint(block, *args, use_reentrant=False)
+    return block(*args)
 
 
 class AdaptiveGroupNorm(nn.Module):

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from swycc.config import UNetConfig
-from swycc.nn.blocks import EmbResBlock, SelfAttention, group_norm, sinusoidal_embedding
+from swycc.nn.blocks import (EmbResBlock, SelfAttention, group_norm, run_block,
+                             sinusoidal_embedding)
 
 
 class UNet(nn.Module):
@@ -72,21 +73,24 @@ class UNet(nn.Module):
         p = self.cfg.input_patch
         emb = F.silu(self.emb(sinusoidal_embedding(logsnr, self.cfg.base_channels)))
         h = self.conv_in(F.pixel_unshuffle(x, p) if p > 1 else x)
+        ckpt = self.cfg.grad_checkpointing  # per ResNet / attention block (run_block)
         skips = []
         for layer in self.down:
             if isinstance(layer, EmbResBlock):
-                h = layer(h, emb)
+                h = run_block(layer, ckpt, h, emb)
                 skips.append(h)
             elif isinstance(layer, SelfAttention):
-                h = layer(h)
+                h = run_block(layer, ckpt, h)
                 skips[-1] = h
             else:
                 h = layer(h)
         for layer in self.mid:
-            h = layer(h, emb) if isinstance(layer, EmbResBlock) else layer(h)
+            h = run_block(layer, ckpt, h, *([emb] if isinstance(layer, EmbResBlock) else []))
         for layer in self.up:
             if isinstance(layer, EmbResBlock):
-                h = layer(torch.cat([h, skips.pop()], dim=1), emb)
+                h = run_block(layer, ckpt, torch.cat([h, skips.pop()], dim=1), emb)
+            elif isinstance(layer, SelfAttention):
+                h = run_block(layer, ckpt, h)
             else:
                 h = layer(h)
         h = self.conv_out(F.silu(self.norm_out(h)))
