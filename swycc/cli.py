@@ -294,9 +294,10 @@ def make_parser() -> argparse.ArgumentParser:
 
 def verb_modules():
     """Verbs that live beside their subsystem, each a ``register(subparsers)`` function."""
+    from swycc.distill.cli import register as distill
     from swycc.experiments.cli import register as experiment
 
-    return [experiment, _register_photoset]
+    return [experiment, _register_photoset, distill]
 
 
 def _register_photoset(sub) -> None:
