@@ -194,7 +194,10 @@ def test_distill_cli_end_to_end(teacher_dir, image_dir, tmp_path, capsys):
                  "--no-progress"]) == 0
     report = json.loads((rep / "report.json").read_text())
     names = [r["decoder"] for r in report["results"]]
-    assert names == ["D_Initial", "teacher 2 steps", "student 1 step", "student 2 steps"]
+    assert names == ["D_Initial", "teacher 2 steps", "student 1 step", "student 2 steps",
+                     "teacher 1 step (not distilled)", "teacher 2 steps (not distilled)"]
+    # the same decoder from the same latents and noise scores the same
+    assert report["results"][5]["psnr"] == report["results"][1]["psnr"]
     assert report["results"][1]["sharpness_gain_kept"] == pytest.approx(1.0)
     assert report["timing"]["ms_per_image"]["GAN decoder"] > 0
     assert (rep / "grid.png").is_file() and "Goal" in (rep / "report.md").read_text()

@@ -62,6 +62,9 @@ def register(sub) -> None:
                    "(comma-separated, or 'none')")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", type=device_arg, default="cpu")
+    p.add_argument("--baseline-steps", type=positive_int, nargs="*", default=[1, 2],
+                   metavar="N", help="also the teacher itself (guided, not distilled) at these "
+                   "step counts (default 1 2)")
     p.add_argument("--timing-batch", type=positive_int, default=16)
     p.add_argument("--timing-repeats", type=positive_int, default=5)
     p.add_argument("--no-progress", action="store_true")
@@ -108,25 +111,29 @@ def cmd_distill(args: argparse.Namespace) -> int:
             out=str(Path(args.out) / "report"), teacher_steps=20, eval_data=None,
             num_images=64, held_out=64, metrics="fd_effnetlite0,mmd_effnetlite0",
             seed=0, device=args.device or "cpu", timing_batch=16, timing_repeats=5,
+            baseline_steps=[1, 2],
             no_progress=args.no_progress)
         return cmd_distill_report(report_args)
     return 0
 
 
 def load_students(student: str, student2: str | None):
-    """(1-step student, model decoded at 2 steps, their paths) from a run directory or exports."""
+    """(1-step student, model decoded at 2 steps, their paths, {label: (model, steps)} of the
+    run's other rounds) from a run directory or exports."""
     from swycc.autoencoder import Autoencoder
-    from swycc.distill.task import round_export
+    from swycc.distill.task import round_exports
 
     run = Path(student)
     if (run / "distill.json").is_file():
         one = run / "export"
-        two = Path(student2) if student2 else (round_export(run, 2) or one)
+        rounds = round_exports(run)
+        two = Path(student2) if student2 else rounds.get(2, one)
+        others = {k: p for k, p in rounds.items() if k > 2}
     elif run.is_dir() and (run / "round-1").is_dir() and not (run / "model.safetensors").exists():
         raise ValueError(f"{run}: the distillation has not finished (no distill.json); re-run "
                          f"`swycc distill` with the same options")
     else:
-        one, two = run, Path(student2) if student2 else run
+        one, two, others = run, Path(student2) if student2 else run, {}
     models = []
     for path in (one, two):
         m = Autoencoder.from_pretrained(path)
@@ -134,7 +141,8 @@ def load_students(student: str, student2: str | None):
             raise ValueError(f"{path}: a {m.kind!r} model, not a distilled decoder "
                              f"(swycc-distilled)")
         models.append(m)
-    return models[0], models[1], str(one), str(two)
+    extra = {f"student {k} steps": (Autoencoder.from_pretrained(p), k) for k, p in others.items()}
+    return models[0], models[1], str(one), str(two), extra
 
 
 def cmd_distill_report(args: argparse.Namespace) -> int:
@@ -156,7 +164,7 @@ def cmd_distill_report(args: argparse.Namespace) -> int:
     teacher = Autoencoder.from_pretrained(teacher_path)
     if teacher.kind != "swycc":
         raise ValueError(f"{teacher_path}: the teacher must be a SWYCC model, got {teacher.kind!r}")
-    s1, s2, p1, p2 = load_students(args.student, args.student2)
+    s1, s2, p1, p2, extra = load_students(args.student, args.student2)
     for path, s in ((p1, s1), (p2, s2)):
         same = all(torch.equal(a, b) for a, b in zip(s.encoder.state_dict().values(),
                                                       teacher.encoder.state_dict().values()))
@@ -179,7 +187,7 @@ def cmd_distill_report(args: argparse.Namespace) -> int:
         device=dev, timing_batch=args.timing_batch, timing_repeats=args.timing_repeats,
         labels={"teacher": teacher_path, "student_1": p1, "student_2": p2,
                 "gan": args.gan or "random weights (timing only)"},
-        progress=not args.no_progress)
+        baseline_steps=tuple(args.baseline_steps), extra=extra, progress=not args.no_progress)
     from swycc.distill.report import markdown
 
     print(markdown(report))

@@ -88,9 +88,12 @@ def distill_report(teacher, student1, student2, out: str | os.PathLike, gan=None
                    eval_data: str | None = None, num_images: int = 64, held_out: int = 64,
                    metrics: list[str] | None = None, seed: int = 0, device: str = "cpu",
                    timing_batch: int = 16, timing_repeats: int = 5, labels: dict | None = None,
+                   baseline_steps: tuple[int, ...] = (1, 2), extra: dict | None = None,
                    progress: bool = True) -> dict:
     """``student2``: a model decoded at 2 steps (the 2-step round's student, or student1).
-    ``gan``: a GAN autoencoder, scored only when ``gan_trained``; always timed."""
+    ``gan``: a GAN autoencoder, scored only when ``gan_trained``; always timed.
+    ``baseline_steps``: the teacher, guided, at these few steps (no distillation), for scale.
+    ``extra``: {label: (distilled model, steps)}, e.g. the earlier rounds' students."""
     from tqdm import tqdm
 
     from swycc.data import build_dataset
@@ -116,6 +119,11 @@ def distill_report(teacher, student1, student2, out: str | os.PathLike, gan=None
         "student 1 step": (lambda xb, g: student1.reconstruct(xb, 1, generator=g), 1),
         "student 2 steps": (lambda xb, g: student2.reconstruct(xb, 2, generator=g), 2),
     }
+    for name, (m, k) in (extra or {}).items():
+        decoders[name] = (lambda xb, g, m=m, k=k: m.reconstruct(xb, k, generator=g), k)
+    for k in baseline_steps:  # what distillation buys: the teacher itself at few steps
+        decoders[f"teacher {k} step{'s' if k > 1 else ''} (not distilled)"] = (
+            lambda xb, g, k=k: teacher.reconstruct(xb, k, w, generator=g), k)
     if gan is not None and gan_trained:
         decoders["GAN decoder"] = (lambda xb, g: gan.reconstruct(xb), None)
     recon, rows = {}, []
@@ -138,6 +146,11 @@ def distill_report(teacher, student1, student2, out: str | os.PathLike, gan=None
                z, teacher_steps, w, generator=g.manual_seed(seed)),
            "student 1 step": lambda: student1.decode(z, 1, generator=g.manual_seed(seed)),
            "student 2 steps": lambda: student2.decode(z, 2, generator=g.manual_seed(seed))}
+    for name, (m, k) in (extra or {}).items():
+        fns[name] = lambda m=m, k=k: m.decode(z, k, generator=g.manual_seed(seed))
+    for k in baseline_steps:
+        fns[f"teacher {k} step{'s' if k > 1 else ''} (not distilled)"] = (
+            lambda k=k: teacher.decode(z, k, w, generator=g.manual_seed(seed)))
     if gan is not None:
         zg = gan.encode(xt)
         fns["GAN decoder"] = lambda: gan.decode_initial(zg)
@@ -163,7 +176,7 @@ def distill_report(teacher, student1, student2, out: str | os.PathLike, gan=None
                   "decode_time_goal_met": None if ratio is None else ratio <= GOAL_DECODE_RATIO},
     }
     out = Path(out)
-    order = list(decoders)
+    order = list(decoders)[:4] + (["GAN decoder"] if "GAN decoder" in decoders else [])
     grid = [[x[i].cpu()] + [recon[k][i].cpu() for k in order] for i in range(min(8, n))]
     save_grid(grid, out / "grid.png", labels=["original"] + order)
     _write(out / "report.json", json.dumps(report, indent=2))

@@ -271,12 +271,10 @@ def distill(dcfg: DistillConfig, teacher: str | os.PathLike, out: str | os.PathL
     return DistillResult(len(plans), len(plans), "done", final, exports)
 
 
-def round_export(run: str | os.PathLike, steps: int) -> Path | None:
-    """The export of the round whose student takes ``steps`` steps, from RUN/distill.json."""
+def round_exports(run: str | os.PathLike) -> dict[int, Path]:
+    """{student steps: export} of every round of a finished run (RUN/distill.json)."""
     summary = Path(run) / "distill.json"
     if not summary.is_file():
-        return None
-    for r in json.loads(summary.read_text())["rounds"]:
-        if r["student_steps"] == steps:
-            return Path(run) / r["export"]
-    return None
+        return {}
+    return {r["student_steps"]: Path(run) / r["export"]
+            for r in json.loads(summary.read_text())["rounds"]}
