@@ -381,9 +381,10 @@ def make_parser() -> argparse.ArgumentParser:
 def verb_modules():
     """Verbs that live beside their subsystem, each a ``register(subparsers)`` function."""
     from swycc.dit_cli import register as dit
+    from swycc.distill.cli import register as distill
     from swycc.experiments.cli import register as experiment
 
-    return [experiment, _register_photoset, dit]
+    return [experiment, _register_photoset, dit, distill]
 
 
 def _register_photoset(sub) -> None:

@@ -279,6 +279,20 @@ def override_text(cfg: Any, path: str, text: str) -> Any:
     return override(cfg, path, value)
 
 
+def apply_overrides(cfg: Any, flags: dict[str, Any], sets: list[str] | None) -> Any:
+    """``cfg`` with the command line's options: ``flags`` {dotted option: value or None (not
+    given)}, then each ``--set key=value`` text parsed as the option's type."""
+    for key, value in flags.items():
+        if value is not None:
+            cfg = override(cfg, key, value)
+    for item in sets or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        cfg = override_text(cfg, key.strip(), value)
+    return cfg
+
+
 def _check_widths(c: Any) -> None:
     c.require(c.base_channels >= 1, "base_channels", "must be >= 1")
     c.require(len(c.channel_mults) >= 1 and all(m >= 1 for m in c.channel_mults),

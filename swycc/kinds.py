@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from swycc.autoencoder import Autoencoder
-from swycc.autoencoders import DGAE, SWYCC, GANAutoencoder
+from swycc.autoencoders import DGAE, SWYCC, DistilledSWYCC, GANAutoencoder
 from swycc.config import Config
 
 
@@ -97,3 +97,16 @@ def _dgae_defaults(cfg: Config) -> Config:
 register_kind(AutoencoderKind(
     "dgae", "KL-regularised latent, diffusion decoder guided by the latent's features (DGAE)",
     DGAE, _dgae_objective, samples=True, initial_label=None, configure=_dgae_defaults))
+
+
+def _distilled_objective(cfg, model, device):
+    raise ValueError("a swycc-distilled decoder is trained from a SWYCC teacher, not from "
+                     "scratch: train a distilled decoder with `swycc distill --teacher EXPORT "
+                     "--out RUN`")
+
+
+register_kind(AutoencoderKind(
+    "swycc-distilled", "SWYCC with D_Refine distilled to few steps, guidance folded in "
+    "(`swycc distill`)", DistilledSWYCC, _distilled_objective, samples=True,
+    initial_label="D_Initial", configure=lambda c: _decoder(c, adaptive_norm=False,
+                                                             out_channels=3)))
