@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from swycc.config import PRESETS, Config, get_preset, override, override_text, with_method
+from swycc.config import PRESETS, Config, apply_overrides, get_preset, with_method
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -55,15 +55,7 @@ def build_config(args: argparse.Namespace) -> Config:
              "train.time_budget_s": args.time_budget, "train.bf16": True if args.bf16 else None,
              "train.compile": True if args.compile else None,
              "train.seed": args.seed, "train.total_steps": args.total_steps}
-    for key, value in flags.items():
-        if value is not None:
-            cfg = override(cfg, key, value)
-    for item in args.set or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        cfg = override_text(cfg, key.strip(), value)
-    return cfg
+    return apply_overrides(cfg, flags, args.set)
 
 
 def add_train_options(p: argparse.ArgumentParser, default_out: str) -> None:
@@ -162,21 +154,32 @@ def load_model(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from swycc.data import describe_skips
     from swycc.train.autoencoder_task import train_autoencoder
 
     cfg = build_config(args)
     res = train_autoencoder(cfg, args.out, device=args.device, max_steps=args.max_steps,
                             progress=not args.no_progress)
+    return report_training(res)
+
+
+def report_training(res) -> int:
+    """The final line of a training run (``swycc.train.loop.TrainResult``) and its exit status."""
+    from swycc.data import describe_skips
+
     skipped = sum(res.data_counts.values())
     files = f"{skipped} ({describe_skips(res.data_counts)})" if skipped else "0"
     print(f"stopped at step {res.step} ({res.stopped_by}); non-finite steps skipped: "
           f"{res.nonfinite_steps}; files skipped: {files}; EMA export: {res.export}")
-    if res.stopped_by == "signal":
-        print(f"swycc: stopped by SIGTERM after writing the checkpoint; re-run the same command "
-              f"to resume (exit status {EXIT_PREEMPTED})", file=sys.stderr)
-        return EXIT_PREEMPTED
-    return 0
+    return exit_status(res.stopped_by)
+
+
+def exit_status(stopped_by: str) -> int:
+    """0, or EXIT_PREEMPTED (with a line saying so) when SIGTERM stopped the run."""
+    if stopped_by != "signal":
+        return 0
+    print(f"swycc: stopped by SIGTERM after writing the checkpoint; re-run the same command "
+          f"to resume (exit status {EXIT_PREEMPTED})", file=sys.stderr)
+    return EXIT_PREEMPTED
 
 
 def tiling(args: argparse.Namespace) -> dict:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
@@ -112,35 +111,22 @@ def cmd_encode_dataset(args: argparse.Namespace) -> int:
 # ---- train-dit ----
 
 def build_dit_config(args: argparse.Namespace):
-    from swycc.dit_config import get_dit_preset, override_dit, override_dit_text
+    from swycc.config import apply_overrides
+    from swycc.dit_config import get_dit_preset
 
-    cfg = get_dit_preset(args.preset)
-    if args.bf16:
-        cfg = override_dit(cfg, "train.bf16", True)
-    if args.compile:
-        cfg = override_dit(cfg, "train.compile", True)
-    for item in args.set or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        cfg = override_dit_text(cfg, key.strip(), value)
-    return cfg
+    flags = {"train.bf16": True if args.bf16 else None,
+             "train.compile": True if args.compile else None}
+    return apply_overrides(get_dit_preset(args.preset), flags, args.set)
 
 
 def cmd_train_dit(args: argparse.Namespace) -> int:
-    from swycc.cli import EXIT_PREEMPTED
+    from swycc.cli import report_training
     from swycc.train.dit_task import train_dit
 
     cfg = build_dit_config(args)
     res = train_dit(cfg, args.latents, args.out, device=args.device, max_steps=args.max_steps,
                     progress=not args.no_progress)
-    print(f"stopped at step {res.step} ({res.stopped_by}); non-finite steps skipped: "
-          f"{res.nonfinite_steps}; EMA export: {res.export}")
-    if res.stopped_by == "signal":
-        print(f"swycc: stopped by SIGTERM after writing the checkpoint; re-run the same command "
-              f"to resume (exit status {EXIT_PREEMPTED})", file=sys.stderr)
-        return EXIT_PREEMPTED
-    return 0
+    return report_training(res)
 
 
 # ---- generate ----

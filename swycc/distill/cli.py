@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -93,7 +92,7 @@ def _teacher(path: str | None) -> str:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from swycc.cli import EXIT_PREEMPTED
+    from swycc.cli import exit_status
     from swycc.distill.task import distill
 
     cfg = build_distill_config(args)
@@ -102,9 +101,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     print(f"rounds done: {res.rounds_done}/{res.rounds} ({res.stopped_by}); "
           f"student export: {res.export or '-'}")
     if res.stopped_by == "signal":
-        print("swycc: stopped by SIGTERM after writing the checkpoint; re-run the same command "
-              f"to resume (exit status {EXIT_PREEMPTED})", file=sys.stderr)
-        return EXIT_PREEMPTED
+        return exit_status(res.stopped_by)
     if args.report and res.export is not None:
         report_args = argparse.Namespace(
             teacher=args.teacher, student=args.out, student2=None, gan=None,
