@@ -5,7 +5,7 @@
 Memory: one 1-step decode (guidance 0.5) of a random latent per size and mode, each in a fresh
 process that reports its resident memory before decoding (/proc/self/statm) and its peak RSS
 (getrusage ru_maxrss) after; decode_mib is the difference. Modes:
-``untiled`` (SWYCC.decode; only up to --untiled-max px), ``tiled`` (swycc.tiling.tiled_decode)
+``untiled`` (SWYCC.decode; only up to --untiled-max px), ``tiled`` (SWYCC.decode(tile=True))
 and ``tiled-first-N``: the same tiled decode in which the networks run on the first N tiles of
 each pass and later tiles reuse that output. Every tile has the same shape, so the activation
 memory of a tile is the same; all full-size tensors are allocated and blended as in a real run.
@@ -37,7 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from swycc.autoencoders import SWYCC
 from swycc.pretrained import default_checkpoint
 from swycc.tiling import (DEFAULT_OVERLAP, DEFAULT_TILE, count_tiles, gradient_image,
-                          seam_energy_ratio, texture_image, tile_edges, tiled_decode)
+                          seam_energy_ratio, texture_image, tile_edges)
 
 STEPS, GUIDANCE = 1, 0.5
 
@@ -68,14 +68,13 @@ class FirstTiles:
 def decode(model: SWYCC, z: torch.Tensor, mode: str, tile: int, overlap: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
     if mode == "untiled":
-        return model.decode(z, steps=STEPS, guidance=GUIDANCE, generator=g)
-    d_initial, denoise = model.d_initial, model.denoiser
+        return model.decode(z, steps=STEPS, guidance=GUIDANCE, generator=g, tile=False)
     if mode.startswith("tiled-first-"):
         n = int(mode.rsplit("-", 1)[1])
-        d_initial, denoise = FirstTiles(d_initial, n), FirstTiles(denoise, n)
-    return tiled_decode(z, d_initial, denoise, steps=STEPS, guidance=GUIDANCE, generator=g,
-                        predict_residual=model.config.model.unet.predict_residual, tile=tile,
-                        overlap=overlap, align=model.stride)
+        for net in (model.d_initial, model.d_refine):  # an instance attribute wins over forward
+            net.forward = FirstTiles(net.forward, n)
+    return model.decode(z, steps=STEPS, guidance=GUIDANCE, generator=g, tile=True,
+                        tile_size=tile, tile_overlap=overlap)
 
 
 def child(size: int, mode: str, tile: int, overlap: int) -> dict:

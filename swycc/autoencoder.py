@@ -148,11 +148,11 @@ class Autoencoder(nn.Module):
         return self.encoder(x)
 
     def tile_plan(self, z: torch.Tensor, tile: bool | None, tile_size: int = DEFAULT_TILE,
-                  tile_overlap: int = DEFAULT_OVERLAP) -> TilePlan:
+                  tile_overlap: int = DEFAULT_OVERLAP, on_tile=None) -> TilePlan:
         ds = self.config.model.encoder.downsample
         if not auto_tile(ds * z.shape[-2], ds * z.shape[-1], tile_size, tile):
             return TilePlan.none()
-        return TilePlan(tile_size, tile_overlap, ds, self.stride)
+        return TilePlan(tile_size, tile_overlap, ds, self.stride, on_tile)
 
     def check_latents(self, z: torch.Tensor) -> None:
         c = self.config.model.latent_channels
@@ -168,14 +168,16 @@ class Autoencoder(nn.Module):
     def decode(self, z: torch.Tensor, steps: int | None = None, guidance: float | None = None,
                samples: int | None = None, generator: torch.Generator | None = None,
                size: tuple[int, int] | None = None, tile: bool | None = None,
-               tile_size: int = DEFAULT_TILE, tile_overlap: int = DEFAULT_OVERLAP) -> torch.Tensor:
+               tile_size: int = DEFAULT_TILE, tile_overlap: int = DEFAULT_OVERLAP,
+               on_tile=None) -> torch.Tensor:
         """Sample x ~ p(x | z): (N, 3, H, W), or (N, S, 3, H, W) when ``samples=S``.
 
         Sampling kinds: DDIM with ``steps`` (default config.sampling.steps) and guidance w
         (default config.sampling.guidance); the S samples of each latent run in one batch.
         Deterministic kinds: one decoder pass (S copies). ``size`` crops to an original (H, W).
         ``tile``: overlapping tiles blended with ramps, one global sampler (``swycc.tiling``);
-        None = on above ``AUTO_TILE_FACTOR`` tiles of pixels.
+        None = on above ``AUTO_TILE_FACTOR`` tiles of pixels; ``on_tile()`` is called after
+        every tile evaluation (a progress bar's update).
         """
         self.check_latents(z)
         s = self.config.sampling
@@ -188,7 +190,7 @@ class Autoencoder(nn.Module):
             raise ValueError(f"steps must be >= 1, got {steps}")
         if not math.isfinite(guidance):
             raise ValueError(f"guidance must be a finite number, got {guidance}")
-        plan = self.tile_plan(z, tile, tile_size, tile_overlap)
+        plan = self.tile_plan(z, tile, tile_size, tile_overlap, on_tile)
         out = self._decode(z.float(), steps, guidance, k, generator, plan).clamp(-1, 1)
         if size is not None:
             out = out[..., : size[0], : size[1]]

@@ -17,6 +17,8 @@ bounded by the tile.
 
     cond = tiled_map(d_initial, z, tile // 8, overlap // 8, scale=8)
     x = ddim_sample(tiled_denoiser(denoise, tile, overlap, align=stride), cond, steps, ...)
+
+``Autoencoder.decode(tile=...)`` does this for every kind through a ``TilePlan``.
 """
 
 from __future__ import annotations
@@ -26,9 +28,8 @@ from collections.abc import Callable, Sequence
 from fractions import Fraction
 
 import torch
-from tqdm import tqdm
 
-from swycc.sampling import Denoiser, ddim_sample
+from swycc.sampling import Denoiser
 
 DEFAULT_TILE = 256  # pixels; a multiple of every preset's stride (paper: 16)
 DEFAULT_OVERLAP = 64  # pixels blended between neighbouring tiles
@@ -175,46 +176,6 @@ def tiled_denoiser(denoiser: Denoiser, tile: int, overlap: int, align: int = 1,
 
 
 @torch.no_grad()
-def tiled_decode(z: torch.Tensor, d_initial: Callable[[torch.Tensor], torch.Tensor],
-                 denoise: Denoiser | None, *, steps: int, guidance: float,
-                 generator: torch.Generator | None, predict_residual: bool,
-                 tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP, upscale: int = 8,
-                 align: int = 8, samples: int | None = None,
-                 progress: bool = False) -> torch.Tensor:
-    """SWYCC decoding with tiles, as ``SWYCC.decode`` does it whole.
-
-    D_Initial(z) tiled in image space (``upscale`` = image pixels per latent pixel), then DDIM on
-    the whole image with the tiled denoiser (``denoise`` None: the GAN decoder, one step).
-    ``tile`` and ``overlap`` in image pixels; ``tile`` a multiple of ``align`` (the model stride)
-    and of ``upscale``. Returns (N, 3, H, W) in [-1, 1], or (N, S, 3, H, W) with ``samples=S``.
-    ``progress``: a tqdm bar over the network's tile evaluations.
-    """
-    if tile % align or tile % upscale or overlap % upscale:
-        raise TilingError(f"tile ({tile}) must be a multiple of the model stride ({align}) and "
-                          f"tile and overlap ({overlap}) of the decoder's upscale ({upscale})")
-    k = 1 if samples is None else samples
-    if k < 1:
-        raise ValueError(f"samples must be >= 1, got {k}")
-    h, w = (upscale * s for s in z.shape[-2:])
-    total = count_tiles(*z.shape[-2:], tile // upscale, overlap // upscale)
-    if denoise is not None:
-        total += steps * count_tiles(h, w, tile, overlap, align)
-    with tqdm(total=total, desc=f"tiled decode {h}x{w}", unit="tile", disable=not progress,
-              leave=False) as bar:
-        base = tiled_map(d_initial, z, tile // upscale, overlap // upscale, scale=upscale,
-                         on_tile=bar.update).float()
-        if denoise is None:
-            out = base.unsqueeze(1).expand(-1, k, -1, -1, -1)
-        else:
-            cond = base.repeat_interleave(k, dim=0)
-            x = ddim_sample(tiled_denoiser(denoise, tile, overlap, align, on_tile=bar.update),
-                            cond, steps, guidance, generator,
-                            clip=2.0 if predict_residual else 1.0)
-            out = (x + cond if predict_residual else x).unflatten(0, (-1, k))
-    out = out.clamp(-1, 1)
-    return out[:, 0] if samples is None else out
-
-
 def auto_tile(height: int, width: int, tile: int = DEFAULT_TILE,
               choice: bool | None = None) -> bool:
     """--tile / --no-tile (True / False), or by default (None): tile when H * W exceeds
@@ -293,12 +254,13 @@ class TilePlan:
     ``denoiser`` for the function the sampler calls; the sampler itself always runs globally."""
 
     def __init__(self, tile: int | None, overlap: int = DEFAULT_OVERLAP, upscale: int = 8,
-                 align: int = 8):
+                 align: int = 8, on_tile: Callable[[], object] | None = None):
         if tile is not None and (tile % align or tile % upscale or overlap % upscale):
             raise TilingError(f"tile ({tile}) must be a multiple of the model stride ({align}) "
                               f"and tile and overlap ({overlap}) of the decoder's upscale "
                               f"({upscale})")
         self.tile, self.overlap, self.upscale, self.align = tile, overlap, upscale, align
+        self.on_tile = on_tile  # called after every tile evaluation (e.g. a progress bar)
 
     @classmethod
     def none(cls) -> TilePlan:
@@ -313,9 +275,10 @@ class TilePlan:
         if not self.active:
             return fn(z)
         return tiled_map(fn, z, self.tile // self.upscale, self.overlap // self.upscale,
-                         scale=self.upscale)
+                         scale=self.upscale, on_tile=self.on_tile)
 
     def denoiser(self, denoise: Denoiser) -> Denoiser:
         if not self.active:
             return denoise
-        return tiled_denoiser(denoise, self.tile, self.overlap, self.align)
+        return tiled_denoiser(denoise, self.tile, self.overlap, self.align,
+                              on_tile=self.on_tile)

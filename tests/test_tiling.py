@@ -7,16 +7,14 @@ import torch.nn.functional as F
 
 from swycc.diffusion import alpha_sigma
 from swycc.sampling import ddim_sample
-from swycc.tiling import (TilingError, auto_tile, count_tiles, gradient_image, ramp_weights,
-                          seam_energy_ratio, texture_image, tile_edges, tile_starts,
-                          tiled_decode, tiled_denoiser, tiled_encode, tiled_map)
+from swycc.tiling import (TilePlan, TilingError, auto_tile, count_tiles, gradient_image,
+                          ramp_weights, seam_energy_ratio, texture_image, tile_edges, tile_starts,
+                          tiled_denoiser, tiled_encode, tiled_map)
 
 
 def _decode(m, z, tile, overlap, seed=0, **kw):
-    return tiled_decode(z, m.d_initial, m.denoiser if m.samples else None,
-                        generator=torch.Generator().manual_seed(seed), tile=tile,
-                        overlap=overlap, align=m.stride,
-                        predict_residual=m.config.model.unet.predict_residual, **kw)
+    return m.decode(z, generator=torch.Generator().manual_seed(seed), tile=True, tile_size=tile,
+                    tile_overlap=overlap, **kw)
 
 
 def _blur(x, radius, sigma=None):
@@ -76,8 +74,7 @@ def test_bad_geometry_is_refused():
     with pytest.raises(TilingError, match="multiple of the encoder stride"):
         tiled_encode(lambda x: x, torch.zeros(1, 3, 60, 64), 32, 8, 8)
     with pytest.raises(TilingError, match="multiple of the model stride"):
-        tiled_decode(torch.zeros(1, 2, 8, 8), lambda z: z, None, steps=1, guidance=0,
-                     generator=None, predict_residual=False, tile=36, overlap=8, align=8)
+        TilePlan(36, 8, upscale=8, align=8)
     assert not auto_tile(512, 512, 256) and auto_tile(513, 512, 256)
     assert auto_tile(64, 64, 256, choice=True) and not auto_tile(4096, 4096, choice=False)
 
@@ -99,10 +96,7 @@ def test_progress_counts_every_tile_evaluation(random_tiny_model):
     m = random_tiny_model()
     z = m.encode(torch.rand(1, 3, 64, 48) * 2 - 1)  # 3 x 2 tiles of 32 px, overlap 16
     calls = []
-    counted = lambda f: lambda *a: calls.append(1) or f(*a)  # noqa: E731
-    _decode(m, z, 32, 16, steps=3, guidance=0.5, progress=True)
-    tiled_decode(z, counted(m.d_initial), counted(m.denoiser), steps=3, guidance=0.5,
-                 generator=None, predict_residual=False, tile=32, overlap=16, align=8)
+    _decode(m, z, 32, 16, steps=3, guidance=0.5, on_tile=lambda: calls.append(1))
     assert len(calls) == count_tiles(8, 6, 4, 2) + 3 * count_tiles(64, 48, 32, 16, 8) == 6 + 3 * 6
 
 
