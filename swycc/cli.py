@@ -386,8 +386,9 @@ def verb_modules():
     from swycc.dit_cli import register as dit
     from swycc.distill.cli import register as distill
     from swycc.experiments.cli import register as experiment
+    from swycc.generate_cli import register as generate
 
-    return [experiment, _register_photoset, dit, distill]
+    return [experiment, _register_photoset, dit, generate, distill]
 
 
 def _register_photoset(sub) -> None:

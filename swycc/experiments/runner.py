@@ -117,7 +117,7 @@ def run_experiment(name: str, arms: list[Arm], out: str | os.PathLike, budget: B
                "latent_channels": cfg.model.latent_channels, "steps_trained": res.step,
                "metrics_list": metrics, "metrics": ev["metrics"],
                "decode_steps": budget.decode_steps if model.samples else None}
-        _write_json(done, rec)
+        write_json(done, rec)
         rows.append(rec)
     report = {"experiment": name, "data": data or "embedded photo set",
               "eval_data": eval_data or "embedded held-back crops", "images": n,
@@ -125,7 +125,7 @@ def run_experiment(name: str, arms: list[Arm], out: str | os.PathLike, budget: B
               "left_out": [] if metrics_chosen else [m for m in WEIGHTED_METRICS
                                                      if m not in metrics],
               "device": device, "results": rows}
-    _write_json(out / "results.json", report)
+    write_json(out / "results.json", report)
     (out / "results.md").write_text(markdown(report))
     if plot is not None:
         plot(report, out / "results.png")
@@ -157,11 +157,11 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_json(path: Path, obj) -> None:
+def write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2))
     os.replace(tmp, path)
 
 
-__all__ = ["Arm", "Budget", "OFFLINE_METRICS", "markdown", "run_experiment"]
+__all__ = ["Arm", "Budget", "OFFLINE_METRICS", "markdown", "run_experiment", "write_json"]
