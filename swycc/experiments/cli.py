@@ -43,6 +43,16 @@ def register(sub) -> None:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
+    from swycc.cli import exit_status
+    from swycc.experiments.runner import ExperimentStopped
+
+    try:
+        return _experiment(args)
+    except ExperimentStopped:
+        return exit_status("signal")  # exit 75: re-run the same command to resume
+
+
+def _experiment(args: argparse.Namespace) -> int:
     from swycc.cli import build_config
     from swycc.evaluate import parse_metrics
     from swycc.experiments.catalog import EXPERIMENTS

@@ -21,7 +21,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from swycc.experiments.runner import Arm, Budget, write_json, with_budget
+from swycc.experiments.runner import Arm, Budget, finished, with_budget, write_json
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def _run_arm(arm: Arm, run: Path, budget: Budget, gen: GenerationBudget, dit_cfg
     from swycc.train.dit_task import train_dit
 
     cfg = with_budget(arm.config, budget, data)
-    ae_res = train_autoencoder(cfg, run, device=device, progress=progress)
+    ae_res = finished(train_autoencoder(cfg, run, device=device, progress=progress))
     ae = Autoencoder.from_pretrained(ae_res.export).to(device)
     encode_dataset(lambda x: ae.encode(x.to(device)), autoencoder_identity(ae_res.export), data,
                    run / "latents", cfg.model.image_size, progress=progress)
@@ -138,8 +138,8 @@ def _run_arm(arm: Arm, run: Path, budget: Budget, gen: GenerationBudget, dit_cfg
             if rec.get("key") == json.loads(json.dumps(key)):
                 rows.append(rec)
                 continue
-        res = train_dit(dit_cfg, run / "latents", run / "dit", device=device, max_steps=step,
-                        progress=progress)
+        res = finished(train_dit(dit_cfg, run / "latents", run / "dit", device=device,
+                                 max_steps=step, progress=progress))
         values = _score(res.export, ae_res.export, gen, scoring, device)
         rec = {"arm": arm.name, **arm.factors, "method": ae.kind,
                "latent_channels": cfg.model.latent_channels, "dit_step": res.step,

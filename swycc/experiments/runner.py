@@ -39,6 +39,18 @@ class Budget:
     guidance: float | None = None  # None: each arm's config
 
 
+class ExperimentStopped(Exception):
+    """SIGTERM stopped an arm's training (its checkpoint is written): the experiment stops
+    there too, instead of scoring a half-trained arm and starting the next one."""
+
+
+def finished(res):
+    """``res`` (a TrainResult), unless a signal stopped that run: then ExperimentStopped."""
+    if res.stopped_by == "signal":
+        raise ExperimentStopped(str(res.out_dir))
+    return res
+
+
 def with_budget(cfg: Config, budget: Budget, data: str | None) -> Config:
     t = replace(cfg.train, total_steps=budget.steps,
                 warmup_steps=min(cfg.train.warmup_steps, max(1, budget.steps // 10)),
@@ -107,7 +119,7 @@ def run_experiment(name: str, arms: list[Arm], out: str | os.PathLike, budget: B
             if rec.get("steps_trained") == budget.steps and rec.get("metrics_list") == metrics:
                 rows.append(rec)
                 continue
-        res = train_autoencoder(cfg, run, device=device, progress=progress)
+        res = finished(train_autoencoder(cfg, run, device=device, progress=progress))
         model = Autoencoder.from_pretrained(res.export).to(device)
         ev = evaluate_model(model, dataset, metrics, extractors, num_images=n,
                             steps=budget.decode_steps, guidance=budget.guidance, samples=1,
@@ -164,4 +176,4 @@ def write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["Arm", "Budget", "OFFLINE_METRICS", "markdown", "run_experiment", "write_json"]
+__all__ = ["Arm", "Budget", "ExperimentStopped", "finished", "OFFLINE_METRICS", "markdown", "run_experiment", "write_json"]
