@@ -199,3 +199,24 @@ def test_eval_generation_end_to_end(labelled, capsys):
         err = capsys.readouterr().err
         assert rc == 2 and msg in err and err.count("swycc: error:") == 1, err
         assert not (labelled / "bad").exists()
+
+
+def test_experiment_stops_with_exit_75_when_sigterm_stops_an_arm(labelled, monkeypatch, capsys):
+    import swycc.train.autoencoder_task as task
+    from swycc.train.loop import TrainResult
+
+    calls = []
+
+    def preempted(cfg, out, **kw):
+        calls.append(out)
+        return TrainResult(1, 0, "signal", out, None)
+
+    monkeypatch.setattr(task, "train_autoencoder", preempted)
+    for name in ("generation", "k-sweep"):
+        out = labelled / f"stopped-{name}"
+        extra = ["--eval-data", str(labelled / "data")] if name == "k-sweep" else []
+        rc = main(["experiment", name, *TINY, "--ks", "8", "--data", str(labelled / "data"),
+                   *extra, "--out", str(out)])
+        assert rc == 75 and "re-run the same command" in capsys.readouterr().err
+        assert not list(out.glob("results*"))  # no report of a half-trained arm
+    assert len(calls) == 2  # each stopped at its first arm
