@@ -5,6 +5,7 @@ one base config, plus how to plot the results.
 - ``dists`` (Fig. 10): the K sweep with DISTS (or the offline DISTS-style loss) as auxiliary.
 - ``aux-ablation`` (Table 1): SWYCC with lambda_p in {0, 0.1} x lambda_m in {0, 1}.
 - ``dgae-latent`` (DGAE's "2x smaller latent"): DGAE at C against SWYCC at C and at 2C.
+- ``gan-check``: the GAN baseline against its decoder without the adversarial term (sharpness).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from swycc.config import Config, override, with_method
+from swycc.experiments import gan_check
 from swycc.experiments.runner import Arm
 
 
@@ -95,9 +97,15 @@ class ExperimentSpec:
     summary: str
     arms: Callable[..., list[Arm]]
     plot_x: str | None  # the factor on the plot's x axis (None: bars per arm)
+    plotter: Callable[[dict, Path], None] | None = None  # its own plot instead
+    extras: Callable | None = None  # per-arm measurements (``run_experiment``'s ``extras``)
+    conclude: Callable[[dict], tuple[dict, str]] | None = None  # a verdict on the report
 
     def plot(self, report: dict, path: Path) -> None:
-        plot_results(report, path, self.plot_x)
+        if self.plotter is not None:
+            self.plotter(report, path)
+        else:
+            plot_results(report, path, self.plot_x)
 
 
 EXPERIMENTS: dict[str, ExperimentSpec] = {
@@ -108,6 +116,10 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
                                    aux_ablation, None),
     "dgae-latent": ExperimentSpec("DGAE at C vs SWYCC at C and 2C (the '2x smaller latent')",
                                   dgae_latent, None),
+    "gan-check": ExperimentSpec("the GAN baseline vs the same decoder without its adversarial "
+                                "term: is the GAN sharper?", gan_check.gan_check_arms, None,
+                                gan_check.plot, gan_check.sharpness_extras,
+                                gan_check.conclude),
 }
 
 __all__ = ["EXPERIMENTS", "ExperimentSpec", "aux_ablation", "dgae_latent", "k_sweep"]

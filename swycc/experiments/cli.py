@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(sub) -> None:
@@ -40,12 +41,11 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     arms = spec.arms(base, ks=tuple(args.ks), latent_channels=args.latent_channels)
     budget = Budget(steps=args.steps, eval_images=args.eval_images,
                     decode_steps=args.decode_steps)
-    report = run_experiment(args.name, arms, args.out, budget, args.data, args.eval_data,
-                            device=args.device or "cpu", weights_dir=args.weights_dir,
-                            progress=not args.no_progress, plot=spec.plot,
-                            metrics=parse_metrics(args.metrics) if args.metrics else None)
-    from swycc.experiments.runner import markdown
-
-    print(markdown(report))
+    run_experiment(args.name, arms, args.out, budget, args.data, args.eval_data,
+                   device=args.device or "cpu", weights_dir=args.weights_dir,
+                   progress=not args.no_progress, plot=spec.plot,
+                   metrics=parse_metrics(args.metrics) if args.metrics else None,
+                   extras=spec.extras, conclude=spec.conclude)
+    print(Path(args.out, "results.md").read_text(), end="")
     print(f"wrote {args.out}/results.json, results.md and results.png")
     return 0

@@ -70,7 +70,11 @@ def available_metrics(weights_dir: str | None, device: str,
 def run_experiment(name: str, arms: list[Arm], out: str | os.PathLike, budget: Budget,
                    data: str | None, eval_data: str | None, device: str = "cpu",
                    weights_dir: str | None = None, progress: bool = True,
-                   plot=None, metrics: list[str] | None = None) -> dict:
+                   plot=None, metrics: list[str] | None = None, extras=None,
+                   conclude=None) -> dict:
+    """``extras(model, run_dir, dataset, num_images, device)`` (optional): more measurements of
+    each trained arm, kept in its row as ``extras``; ``conclude(report)`` (optional): a
+    (summary dict, markdown text) pair kept as ``conclusion`` and appended to results.md."""
     from swycc.autoencoder import Autoencoder
     from swycc.evaluate import data_identity, evaluate_model
     from swycc.train.autoencoder_task import train_autoencoder
@@ -117,6 +121,8 @@ def run_experiment(name: str, arms: list[Arm], out: str | os.PathLike, budget: B
                "latent_channels": cfg.model.latent_channels, "steps_trained": res.step,
                "metrics_list": metrics, "metrics": ev["metrics"],
                "decode_steps": budget.decode_steps if model.samples else None}
+        if extras is not None:
+            rec["extras"] = extras(model, run, dataset, n, device)
         _write_json(done, rec)
         rows.append(rec)
     report = {"experiment": name, "data": data or "embedded photo set",
@@ -125,8 +131,14 @@ def run_experiment(name: str, arms: list[Arm], out: str | os.PathLike, budget: B
               "left_out": [] if metrics_chosen else [m for m in WEIGHTED_METRICS
                                                      if m not in metrics],
               "device": device, "results": rows}
+    text = markdown(report)
+    if conclude is not None:
+        report["conclusion"], more = conclude(report)
+        text += "\n" + more
     _write_json(out / "results.json", report)
-    (out / "results.md").write_text(markdown(report))
+    tmp = out / "results.md.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, out / "results.md")
     if plot is not None:
         plot(report, out / "results.png")
     return report
@@ -138,7 +150,7 @@ def markdown(report: dict) -> str:
     rows = report["results"]
     factors = [k for k in rows[0] if k not in ("arm", "metrics", "metrics_list", "method",
                                                  "latent_channels", "steps_trained",
-                                                 "decode_steps")]
+                                                 "decode_steps", "extras")]
     cols = ["arm", "method", "C", *factors]
     head = cols + [METRICS[m][0] for m in report["metrics"]]
     lines = [f"# {report['experiment']}", "",
