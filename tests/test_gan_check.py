@@ -146,3 +146,17 @@ def test_gan_check_end_to_end_and_resume(tmp_path, capsys):
     again = json.loads((out / "results.json").read_text())
     assert again["results"][1]["metrics"] == pytest.approx(report["results"][1]["metrics"])
     assert again["results"][1]["extras"]["sharpness"] == pytest.approx(off["sharpness"])
+
+
+def test_budget_moves_the_adversarial_start_into_short_runs(tiny_cfg):
+    from swycc.config import with_method
+    from swycc.experiments.runner import Budget, with_budget
+
+    gan, off = gan_check_arms(tiny_cfg)
+    assert gan.config.loss.adversarial_start == 2000
+    assert with_budget(gan.config, Budget(1000), None).loss.adversarial_start == 250
+    assert with_budget(gan.config, Budget(100_000), None).loss.adversarial_start == 2000
+    # no adversarial term, or not a GAN: the config is left as it is
+    assert with_budget(off.config, Budget(1000), None).loss == off.config.loss
+    swycc = with_method(tiny_cfg, "swycc")
+    assert with_budget(swycc, Budget(1000), None).loss == swycc.loss
