@@ -125,7 +125,7 @@ def test_discriminator_step_gives_no_gradient_to_generator(tiny_cfg):
     model.zero_grad(set_to_none=True)
     before = [p.detach().clone() for p in obj.discriminator.parameters()]
     logs = obj.after_step(x, 0)
-    assert {"loss_d", "d_real", "d_fake", "lecam"} <= set(logs)
+    assert {"loss_d", "d_logit_real", "d_logit_fake", "lecam"} <= set(logs)
     assert all(p.grad is None for p in model.parameters())
     assert all(p.grad is None for p in obj.discriminator.parameters())  # cleared after its step
     assert any(not torch.equal(a, p) for a, p in zip(before, obj.discriminator.parameters()))

@@ -8,6 +8,7 @@ one base config, plus how to plot the results.
 - ``generation`` (Fig. 2): the K sweep's autoencoders, one latent DiT each, generation scored.
 - ``dit-convergence`` (DGAE's "faster convergence"): DiTs on DGAE, SWYCC and GAN latents of the
   same size, scored against DiT steps.
+- ``gan-check``: the GAN baseline against its decoder without the adversarial term (sharpness).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from swycc.config import Config, override, with_method
+from swycc.experiments import gan_check
 from swycc.experiments.runner import Arm
 
 
@@ -107,10 +109,16 @@ class ExperimentSpec:
     summary: str
     arms: Callable[..., list[Arm]]
     plot_x: str | None  # the factor on the plot's x axis (None: bars per arm)
+    plotter: Callable[[dict, Path], None] | None = None  # its own plot instead
+    extras: Callable | None = None  # per-arm measurements (``run_experiment``'s ``extras``)
+    conclude: Callable[[dict], tuple[dict, str]] | None = None  # a verdict on the report
     stage: str = "reconstruction"  # or "generation": a latent DiT per arm, generation scored
 
     def plot(self, report: dict, path: Path) -> None:
-        plot_results(report, path, self.plot_x)
+        if self.plotter is not None:
+            self.plotter(report, path)
+        else:
+            plot_results(report, path, self.plot_x)
 
 
 EXPERIMENTS: dict[str, ExperimentSpec] = {
@@ -122,9 +130,15 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
     "dgae-latent": ExperimentSpec("DGAE at C vs SWYCC at C and 2C (the '2x smaller latent')",
                                   dgae_latent, None),
     "generation": ExperimentSpec("Fig. 2: generation from SWYCC vs GAN latents across K (a "
-                                 "latent DiT per autoencoder)", k_sweep, "K", "generation"),
+                                 "latent DiT per autoencoder)", k_sweep, "K",
+                                 stage="generation"),
     "dit-convergence": ExperimentSpec("DGAE vs SWYCC vs GAN latents of one size: generation "
-                                      "against DiT steps", dit_convergence, None, "generation"),
+                                      "against DiT steps", dit_convergence, None,
+                                      stage="generation"),
+    "gan-check": ExperimentSpec("the GAN baseline vs the same decoder without its adversarial "
+                                "term: is the GAN sharper?", gan_check.gan_check_arms, None,
+                                gan_check.plot, gan_check.sharpness_extras,
+                                gan_check.conclude),
 }
 
 __all__ = ["EXPERIMENTS", "ExperimentSpec", "aux_ablation", "dgae_latent", "dit_convergence",

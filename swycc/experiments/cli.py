@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(sub) -> None:
@@ -68,13 +69,12 @@ def _experiment(args: argparse.Namespace) -> int:
                     decode_steps=args.decode_steps)
     if spec.stage == "generation":
         return _generation(args, spec, arms, budget)
-    report = run_experiment(args.name, arms, args.out, budget, args.data, args.eval_data,
-                            device=args.device or "cpu", weights_dir=args.weights_dir,
-                            progress=not args.no_progress, plot=spec.plot,
-                            metrics=parse_metrics(args.metrics) if args.metrics else None)
-    from swycc.experiments.runner import markdown
-
-    print(markdown(report))
+    run_experiment(args.name, arms, args.out, budget, args.data, args.eval_data,
+                   device=args.device or "cpu", weights_dir=args.weights_dir,
+                   progress=not args.no_progress, plot=spec.plot,
+                   metrics=parse_metrics(args.metrics) if args.metrics else None,
+                   extras=spec.extras, conclude=spec.conclude)
+    print(Path(args.out, "results.md").read_text(), end="")
     print(f"wrote {args.out}/results.json, results.md and results.png")
     return 0
 

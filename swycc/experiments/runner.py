@@ -52,10 +52,18 @@ def finished(res):
 
 
 def with_budget(cfg: Config, budget: Budget, data: str | None) -> Config:
+    """The arm's config for ``budget.steps``: warm-up at most a tenth of the steps, and a GAN's
+    adversarial term switched on within the budget: a start at or past it (e.g. the default
+    2000 in a 1000-step arm, which would leave a plain MSE + perceptual decoder) moves to a
+    quarter of the steps; a start inside the budget is kept."""
     t = replace(cfg.train, total_steps=budget.steps,
                 warmup_steps=min(cfg.train.warmup_steps, max(1, budget.steps // 10)),
                 ema_warmup=min(cfg.train.ema_warmup, budget.steps))
-    return replace(cfg, train=t, data=replace(cfg.data, path=data))
+    loss = cfg.loss
+    if cfg.model.method == "gan" and loss.adversarial_weight > 0 and \
+            loss.adversarial_start >= budget.steps:
+        loss = replace(loss, adversarial_start=budget.steps // 4)
+    return replace(cfg, train=t, loss=loss, data=replace(cfg.data, path=data))
 
 
 def available_metrics(weights_dir: str | None, device: str,
@@ -82,7 +90,11 @@ def available_metrics(weights_dir: str | None, device: str,
 def run_experiment(name: str, arms: list[Arm], out: str | os.PathLike, budget: Budget,
                    data: str | None, eval_data: str | None, device: str = "cpu",
                    weights_dir: str | None = None, progress: bool = True,
-                   plot=None, metrics: list[str] | None = None) -> dict:
+                   plot=None, metrics: list[str] | None = None, extras=None,
+                   conclude=None) -> dict:
+    """``extras(model, run_dir, dataset, num_images, device)`` (optional): more measurements of
+    each trained arm, kept in its row as ``extras``; ``conclude(report)`` (optional): a
+    (summary dict, markdown text) pair kept as ``conclusion`` and appended to results.md."""
     from swycc.autoencoder import Autoencoder
     from swycc.evaluate import data_identity, evaluate_model
     from swycc.train.autoencoder_task import train_autoencoder
@@ -129,6 +141,8 @@ def run_experiment(name: str, arms: list[Arm], out: str | os.PathLike, budget: B
                "latent_channels": cfg.model.latent_channels, "steps_trained": res.step,
                "metrics_list": metrics, "metrics": ev["metrics"],
                "decode_steps": budget.decode_steps if model.samples else None}
+        if extras is not None:
+            rec["extras"] = extras(model, run, dataset, n, device)
         write_json(done, rec)
         rows.append(rec)
     report = {"experiment": name, "data": data or "embedded photo set",
@@ -137,8 +151,14 @@ def run_experiment(name: str, arms: list[Arm], out: str | os.PathLike, budget: B
               "left_out": [] if metrics_chosen else [m for m in WEIGHTED_METRICS
                                                      if m not in metrics],
               "device": device, "results": rows}
+    text = markdown(report)
+    if conclude is not None:
+        report["conclusion"], more = conclude(report)
+        text += "\n" + more
     write_json(out / "results.json", report)
-    (out / "results.md").write_text(markdown(report))
+    tmp = out / "results.md.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, out / "results.md")
     if plot is not None:
         plot(report, out / "results.png")
     return report
@@ -150,7 +170,7 @@ def markdown(report: dict) -> str:
     rows = report["results"]
     factors = [k for k in rows[0] if k not in ("arm", "metrics", "metrics_list", "method",
                                                  "latent_channels", "steps_trained",
-                                                 "decode_steps")]
+                                                 "decode_steps", "extras")]
     cols = ["arm", "method", "C", *factors]
     head = cols + [METRICS[m][0] for m in report["metrics"]]
     lines = [f"# {report['experiment']}", "",
@@ -176,4 +196,5 @@ def write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["Arm", "Budget", "ExperimentStopped", "finished", "OFFLINE_METRICS", "markdown", "run_experiment", "write_json"]
+__all__ = ["Arm", "Budget", "ExperimentStopped", "OFFLINE_METRICS", "finished", "markdown",
+           "run_experiment", "write_json"]

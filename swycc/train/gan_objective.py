@@ -27,8 +27,9 @@ Choices beyond DESIGN.md, following taming-transformers (``vqperceptual.py``) an
 - The generator's pass through D uses detached copies of D's parameters
   (``torch.func.functional_call``): gradients reach x_hat, never D; the D step sees only detached
   fakes: nothing reaches E or Dec. D is not a submodule of the DDP-wrapped generator module.
-- D's optimiser: Adam with the generator's betas and learning-rate schedule (``lr_at``) and the
-  same global-norm clipping; a non-finite D loss skips the D update and is counted.
+- D's optimiser: Adam with the generator's betas and learning-rate schedule (``lr_at``) times
+  ``loss.disc_lr_scale`` (1 by default: the same learning rate), the same global-norm
+  clipping; a non-finite D loss skips the D update and is counted.
 - LeCAM anchors: EMAs (decay ``lecam_decay``) of the mean real / fake logits, averaged across
   processes, updated after each D step; the first D step uses its own means as anchors.
 - Under DDP the two last-layer gradients of the adaptive weight are averaged across processes
@@ -95,7 +96,14 @@ class GANGeneratorLoss(nn.Module):
 
 class GANObjective(Objective):
     """The loop's interface (``swycc.train.objectives.Objective``) for method "gan".
-    Owns the discriminator, its optimiser and the LeCAM state; all of it is in ``state_dict``."""
+    Owns the discriminator, its optimiser and the LeCAM state; all of it is in ``state_dict``.
+
+    Logged (metrics.jsonl, at every log step once the adversarial term is on): ``adv_weight``
+    (lambda_adv, adaptive ratio x ``adversarial_weight``), ``d_logit_real`` / ``d_logit_fake``
+    (D's mean logit on real images / reconstructions in that step's D update, before it),
+    ``loss_d``, ``loss_g_adv``, ``lecam``; the first three also in the progress bar."""
+
+    progress_keys = ("adv_weight", "d_logit_real", "d_logit_fake")
 
     def __init__(self, cfg: Config, model: GANAutoencoder, device: torch.device):
         if not isinstance(model, GANAutoencoder):
@@ -167,7 +175,7 @@ class GANObjective(Objective):
     def _disc_step(self, pairs: list[tuple[torch.Tensor, torch.Tensor]],
                    step: int) -> dict[str, torch.Tensor]:
         lc, tc = self.cfg.loss, self.cfg.train
-        set_lr(self.disc_optimizer, lr_at(step, tc))
+        set_lr(self.disc_optimizer, lr_at(step, tc) * lc.disc_lr_scale)
         self.disc_optimizer.zero_grad(set_to_none=True)
         n = len(pairs)
         sums = torch.zeros(2, device=self.device)  # L_disc, R_LC averaged over the rounds
@@ -210,7 +218,7 @@ class GANObjective(Objective):
             else:
                 self.lecam_real, self.lecam_fake = means[0].clone(), means[1].clone()
                 self.lecam_initialized = True
-        logs = {"loss_d": sums[0], "d_real": means[0], "d_fake": means[1],
+        logs = {"loss_d": sums[0], "d_logit_real": means[0], "d_logit_fake": means[1],
                 "disc_grad_norm": grad_norm.detach()}
         if lc.lecam_weight > 0:
             logs["lecam"] = sums[1]

@@ -241,7 +241,9 @@ def _run(task, out: Path, info: DistInfo, micro: int, dataset, model: nn.Module,
                        **logs_sum, "images_per_s": ips, "nonfinite_steps": nonfinite,
                        "elapsed_s": now - start, **_data_counts(dataset)}
                 log.write(rec)
-                bar.set_postfix(loss=f"{logs_sum.get('loss', float('nan')):.4f}",
+                extra = {k: f"{logs_sum[k]:.3g}"
+                         for k in getattr(objective, "progress_keys", ()) if k in logs_sum}
+                bar.set_postfix(loss=f"{logs_sum.get('loss', float('nan')):.4f}", **extra,
                                 img_s=f"{ips:.1f}")
             if preview is not None and (step % tc.sample_every == 0 or step == limit):
                 task.write_preview(ema_model().to(info.device), preview,

@@ -103,6 +103,7 @@ class Objective:
     loss for one micro-batch, a hook after each optimiser step, and extra checkpoint state."""
 
     wrapped: nn.Module
+    progress_keys: tuple[str, ...] = ()  # logged values the progress bar also shows
 
     def wrap(self, wrapper) -> None:
         """``wrapper`` is e.g. ``lambda m: DDP(m)``; called once by the loop when distributed."""
