@@ -72,6 +72,23 @@ def dit_convergence(base: Config, latent_channels: int = 2, methods=None, **_) -
     return k_sweep(base, (8 // latent_channels,), methods or ("dgae", "swycc", "gan"))
 
 
+def metric_panel(ax, rows: list[dict], metric: str, x: str | None) -> None:
+    """One metric on one matplotlib axis: a line per method over factor ``x`` (log2 axis), or a
+    bar per arm when x is None."""
+    if x is None:
+        ax.bar(range(len(rows)), [r["metrics"][metric] for r in rows], color="tab:blue")
+        ax.set_xticks(range(len(rows)), [r["arm"] for r in rows], rotation=30, ha="right",
+                      fontsize=7)
+        return
+    for method in dict.fromkeys(r["method"] for r in rows):
+        rs = sorted((r for r in rows if r["method"] == method), key=lambda r: r[x])
+        ax.plot([r[x] for r in rs], [r["metrics"][metric] for r in rs], marker="o",
+                label=method)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel(x)
+    ax.legend(fontsize=7)
+
+
 def plot_results(report: dict, path: Path, x: str | None = None) -> None:
     """One panel per metric: lines over factor ``x`` per method, or bars per arm."""
     import matplotlib
@@ -84,18 +101,7 @@ def plot_results(report: dict, path: Path, x: str | None = None) -> None:
     rows, metrics = report["results"], report["metrics"]
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.2), squeeze=False)
     for ax, m in zip(axes[0], metrics):
-        if x is None:
-            ax.bar(range(len(rows)), [r["metrics"][m] for r in rows], color="tab:blue")
-            ax.set_xticks(range(len(rows)), [r["arm"] for r in rows], rotation=30, ha="right",
-                          fontsize=7)
-        else:
-            for method in dict.fromkeys(r["method"] for r in rows):
-                rs = sorted((r for r in rows if r["method"] == method), key=lambda r: r[x])
-                ax.plot([r[x] for r in rs], [r["metrics"][m] for r in rs], marker="o",
-                        label=method)
-            ax.set_xscale("log", base=2)
-            ax.set_xlabel(x)
-            ax.legend(fontsize=7)
+        metric_panel(ax, rows, m, x)
         ax.set_title(METRICS[m][0], fontsize=9)
     fig.suptitle(f"{report['experiment']}: {report['steps_per_arm']} steps per arm, "
                  f"{report['images']} held-back images", fontsize=9)

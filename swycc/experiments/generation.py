@@ -227,6 +227,7 @@ def plot(report: dict, path: Path, x: str | None) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from swycc.experiments.catalog import metric_panel
     from swycc.generation_eval import GEN_METRICS
 
     rows, metrics = report["results"], report["metrics"]
@@ -235,18 +236,7 @@ def plot(report: dict, path: Path, x: str | None) -> None:
     fig, axes = plt.subplots(2, len(metrics), figsize=(3.6 * len(metrics), 6.2), squeeze=False)
     for j, m in enumerate(metrics):
         ax = axes[0][j]
-        if x is None:
-            ax.bar(range(len(final)), [r["metrics"][m] for r in final], color="tab:blue")
-            ax.set_xticks(range(len(final)), [r["arm"] for r in final], rotation=30,
-                          ha="right", fontsize=7)
-        else:
-            for method in dict.fromkeys(r["method"] for r in final):
-                rs = sorted((r for r in final if r["method"] == method), key=lambda r: r[x])
-                ax.plot([r[x] for r in rs], [r["metrics"][m] for r in rs], marker="o",
-                        label=method)
-            ax.set_xscale("log", base=2)
-            ax.set_xlabel(x)
-            ax.legend(fontsize=7)
+        metric_panel(ax, final, m, x)
         ax.set_title(f"{GEN_METRICS[m][0]} at DiT step {last}", fontsize=9)
         ax = axes[1][j]
         for arm in dict.fromkeys(r["arm"] for r in rows):
