@@ -258,7 +258,8 @@ def markdown(report: dict) -> str:
                          f"{r['psnr_initial']:.2f} | {r['psnr_sample']:.2f} | "
                          f"{r['colour_shift_initial']:.2f} ({rgb}) | "
                          f"{r['spectrum_db_initial']:.2f} | {r['spectrum_db_sample']:.2f} |")
-    lines += ["", "| decoder | metric | candidate | baseline | better | |", "|---|---|---|---|---|---|"]
+    lines += ["", "| decoder | metric | candidate | baseline | better | |",
+              "|---|---|---|---|---|---|"]
     for r in report["4_held_back_no_worse"]["comparisons"]:
         lines.append(f"| {r['decoder']} | {METRICS[r['metric']][0]} | {r['candidate']:.4g} | "
                      f"{r['baseline']:.4g} | {r['better']} | {_mark(r['pass'])} |")

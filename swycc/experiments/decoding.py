@@ -159,6 +159,7 @@ def run_decode_sweep(name: str, model, checkpoint, out, steps: list[int],
 
 def markdown(report: dict) -> str:
     from swycc.evaluate import METRICS
+    from swycc.experiments.runner import table_head
 
     ms = report["metrics"]
     head = ["decoder", "steps", "guidance", *[METRICS[m][0] for m in ms]]
@@ -167,10 +168,7 @@ def markdown(report: dict) -> str:
              f"{report['images']} images of {report['eval_data']} at {report['image_size']} px, "
              f"{report['samples_per_image']} sample(s) each, seed {report['seed']}; device "
              f"{report['device']}. Images quantised to 8 bits before every metric.", ""]
-    if report["left_out"]:
-        lines += [f"Not measured here (weights not present): {', '.join(report['left_out'])}.",
-                  ""]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += table_head(head, report["left_out"])
     rows = ([("D_Initial", report["initial"])] if report["initial"] else [])
     rows += [("D_Refine", r) for r in report["results"]]
     for label, r in rows:
