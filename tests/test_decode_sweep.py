@@ -83,6 +83,7 @@ def test_sweep_bad_input(checkpoints, tmp_path, capsys):
         (["--checkpoint", str(tmp_path / "nope")], "no such checkpoint"),
         (["--checkpoint", str(checkpoints / "swycc"), "--steps", "2"], "not both"),
         (["--eval-data", str(tmp_path / "none")], "no such image folder"),
+        (["--data", str(tmp_path)], "--eval-data"),
     ]:
         assert main(["experiment", "steps", *argv, *FAST, "--out", str(out)]) == 2
         err = capsys.readouterr().err.strip().splitlines()

@@ -60,6 +60,9 @@ def cmd_decode_sweep(args: argparse.Namespace) -> int:
         raise ValueError("--eval-images must be >= 2")
     if args.eval_data is not None and not Path(args.eval_data).is_dir():
         raise ValueError(f"--eval-data {args.eval_data}: no such image folder")
+    if args.steps is None and args.data is not None:
+        raise ValueError("--data is training data (with --steps); score on a folder of "
+                         "held-back images with --eval-data")
     if args.steps is not None:
         if args.checkpoint:
             raise ValueError("give --checkpoint (a model to decode) or --steps (train one "
