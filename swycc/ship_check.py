@@ -164,6 +164,7 @@ def ship_check(candidate: str, baseline: str, data: str, size: int = SIZE, steps
     from swycc.autoencoder import Autoencoder, _weights_file, read_config
     from swycc.evaluate import load_extractors
     from swycc.kinds import get_kind
+    from swycc.pretrained import display_path
 
     if size % FACTOR:
         raise ValueError(f"--size must be a multiple of {FACTOR}, got {size}")
@@ -186,7 +187,7 @@ def ship_check(candidate: str, baseline: str, data: str, size: int = SIZE, steps
             model, x, names, steps, guidance, seed, extractors, device, progress)
         for row, pb in zip(measured[role]["rows"], psnr_b):
             row["psnr_bicubic"] = float(pb)
-        models[role] = {"checkpoint": str(f), "weights_sha256": hashes[role],
+        models[role] = {"checkpoint": display_path(f), "weights_sha256": hashes[role],
                         "method": model.kind, "trained_at": model.config.model.image_size,
                         "latent": f"{model.config.model.latent_channels} x "
                                   f"{size // model.config.model.encoder.downsample}^2",

@@ -148,7 +148,10 @@ def run_decode_sweep(name: str, model, checkpoint, out, steps: list[int],
                if kind_of(model).initial_label else None)
     rows = [scored(f"steps{k}_guidance{w:g}.json", steps=k, guidance=w)
             for k, w in settings(name, steps, guidance)]
-    report = {"experiment": name, "checkpoint": str(checkpoint), "weights_sha256": weights,
+    from swycc.pretrained import display_path
+
+    report = {"experiment": name, "checkpoint": display_path(checkpoint),
+              "weights_sha256": weights,
               "method": model.kind, "eval_data": eval_data or "embedded held-back crops",
               "images": n, "image_size": size, "samples_per_image": samples, "seed": seed,
               "metrics": metrics, "definitions": {m: METRICS[m][1] for m in metrics},
@@ -194,7 +197,7 @@ def plot(report: dict, path: Path) -> None:
     x = report["experiment"]
     other, sym = ("guidance", "w") if x == "steps" else ("steps", "steps")
     ms, rows = report["metrics"], report["results"]
-    cols = min(5, len(ms))
+    cols = len(ms) if len(ms) <= 5 else -(-len(ms) // 2)
     nrows = -(-len(ms) // cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(3.3 * cols, 3.0 * nrows), squeeze=False)
     for ax, m in zip(axes.flat, ms):
@@ -207,6 +210,9 @@ def plot(report: dict, path: Path) -> None:
                        label="D_Initial")
         if x == "steps":
             ax.set_xscale("log")
+            ax.minorticks_off()
+        values = sorted({r[x] for r in rows})
+        ax.set_xticks(values, [f"{v:g}" for v in values])
         ax.set_xlabel("DDIM steps" if x == "steps" else "guidance w")
         ax.set_title(METRICS[m][0], fontsize=9)
     for ax in list(axes.flat)[len(ms):]:
