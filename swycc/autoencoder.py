@@ -66,7 +66,7 @@ class Autoencoder(nn.Module):
     def from_pretrained(cls, path: str | os.PathLike, map_location: str = "cpu") -> Autoencoder:
         """Load an exported model; ``Autoencoder.from_pretrained`` returns the file's kind, a
         kind's class (e.g. ``SWYCC.from_pretrained``) refuses a file of another kind."""
-        file = _weights_file(path)
+        file = weights_file(path)
         config = read_config(file)
         if cls is not Autoencoder and config.model.method != cls.kind:
             raise CheckpointError(f"{file}: holds a {config.model.method!r} model, not "
@@ -229,7 +229,7 @@ def unet_stride(config: Config) -> int:
                     u.input_patch * 2 ** (len(u.channel_mults) - 1))
 
 
-def _weights_file(path: str | os.PathLike) -> Path:
+def weights_file(path: str | os.PathLike) -> Path:
     p = Path(path)
     file = p / WEIGHTS_NAME if p.is_dir() else p
     if not file.exists():
@@ -240,7 +240,7 @@ def _weights_file(path: str | os.PathLike) -> Path:
 
 def read_config(path: str | os.PathLike) -> Config:
     """The Config stored in a safetensors file's metadata."""
-    file = _weights_file(path)
+    file = weights_file(path)
     try:
         with safe_open(str(file), framework="pt") as f:
             meta = f.metadata() or {}

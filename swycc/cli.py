@@ -387,9 +387,10 @@ def verb_modules():
     from swycc.dit_cli import register as dit
     from swycc.distill.cli import register as distill
     from swycc.experiments.cli import register as experiment
+    from swycc.generate_cli import register as generate
     from swycc.ship_check import register as ship_check
 
-    return [experiment, _register_photoset, dit, distill, ship_check]
+    return [experiment, _register_photoset, dit, generate, distill, ship_check]
 
 
 def _register_photoset(sub) -> None:

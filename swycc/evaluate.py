@@ -148,7 +148,7 @@ def default_cache_dir() -> Path:
 # ---- the streamed evaluation ------------------------------------------------------------------
 
 
-class _Features:
+class FeatureSet:
     """One image set's features for one extractor: streaming stats (+ rows, + IS logits)."""
 
     def __init__(self, net: nn.Module, keep: bool, logits: bool):
@@ -172,7 +172,7 @@ class _Features:
         return out
 
     @classmethod
-    def from_arrays(cls, net: nn.Module, a: dict[str, np.ndarray]) -> _Features:
+    def from_arrays(cls, net: nn.Module, a: dict[str, np.ndarray]) -> FeatureSet:
         f = cls(net, keep=net.name in KEEP_FEATURES, logits=False)
         f.stats.n, f.stats.sum, f.stats.outer = int(a["n"]), a["sum"], a["outer"]
         f.rows = [torch.from_numpy(a["rows"])] if "rows" in a else f.rows
@@ -180,6 +180,22 @@ class _Features:
 
     def matrix(self) -> torch.Tensor:
         return torch.cat(self.rows)
+
+
+MMD_METRICS = ("cmmd", "mmd_effnetlite0")
+
+
+def distribution_scores(metric: str, feats: FeatureSet, ref: FeatureSet) -> dict[str, float]:
+    """One distribution metric of an image set's features against the reference set's:
+    Inception Score (``is`` and ``is_std``; needs the set's logits), an MMD^2 on L2-normalised
+    rows (CMMD's estimator), or else the Frechet distance of the two Gaussians."""
+    if metric == "is":
+        score, std = maths.inception_score(torch.cat(feats.logits))
+        return {"is": score, "is_std": std}
+    if metric in MMD_METRICS:
+        return {metric: maths.mmd2_rbf(maths.l2_normalize(feats.matrix().double()),
+                                       maths.l2_normalize(ref.matrix().double()))}
+    return {metric: maths.frechet_distance_from_stats(feats.stats, ref.stats)}
 
 
 def _image(item) -> torch.Tensor:
@@ -225,14 +241,14 @@ def evaluate_model(model, dataset, metrics: list[str], extractors: dict[str, nn.
                          "see load_extractors()")
     cache = cache or ReferenceCache(None)
     nets = {k: v for k, v in extractors.items() if k != "perceptual"}
-    recon = {k: _Features(v, k in KEEP_FEATURES, logits=k == "inception" and "is" in metrics)
+    recon = {k: FeatureSet(v, k in KEEP_FEATURES, logits=k == "inception" and "is" in metrics)
              for k, v in nets.items() if k in used}
     refs, keys = {}, {}
     for k in recon:
         keys[k] = ReferenceCache.key(data_id, nets[k]) if data_id else None
         cached = cache.load(keys[k]) if keys[k] else None
-        refs[k] = _Features.from_arrays(nets[k], cached) if cached else None
-    todo = {k: _Features(nets[k], k in KEEP_FEATURES, False) for k in recon if refs[k] is None}
+        refs[k] = FeatureSet.from_arrays(nets[k], cached) if cached else None
+    todo = {k: FeatureSet(nets[k], k in KEEP_FEATURES, False) for k in recon if refs[k] is None}
     sums = {m: 0.0 for m in metrics if m in PAIRED}
     energy = [0.0, 0.0]  # gradient energy of reconstructions, of originals
     pairs = 0
@@ -280,13 +296,8 @@ def evaluate_model(model, dataset, metrics: list[str], extractors: dict[str, nn.
             values[m] = sums[m] / pairs
         elif m == "gradient_energy_ratio":
             values[m] = energy[0] / energy[1] if energy[1] > 0 else float("nan")
-        elif m == "is":
-            values["is"], values["is_std"] = maths.inception_score(torch.cat(recon[ext].logits))
-        elif m in ("cmmd", "mmd_effnetlite0"):
-            values[m] = maths.mmd2_rbf(maths.l2_normalize(recon[ext].matrix().double()),
-                                       maths.l2_normalize(refs[ext].matrix().double()))
         else:
-            values[m] = maths.frechet_distance_from_stats(recon[ext].stats, refs[ext].stats)
+            values.update(distribution_scores(m, recon[ext], refs[ext]))
     return {"metrics": values, "images": n, "samples_per_image": s, "decoder": decoder,
             "steps": None if deterministic else (steps or model.config.sampling.steps),
             "guidance": None if deterministic else (model.config.sampling.guidance

@@ -401,17 +401,28 @@ def _ch(v: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return v.to(z.device, z.dtype).view(-1, 1, 1)
 
 
-def autoencoder_identity(checkpoint: str | os.PathLike) -> dict:
-    """What names an exported autoencoder: its config (as stored) and the sha256 of its weights
-    file. Latents and a DiT trained on them carry it; ``swycc generate`` checks it."""
+def weights_sha256(file: str | os.PathLike) -> str:
+    """sha256 over a safetensors file's tensors (name, dtype, shape, bytes; sorted by name), not
+    over its bytes: safetensors writes the header's metadata in an arbitrary order, so two
+    exports of the same weights and config can differ byte for byte."""
     import hashlib
 
-    from swycc.autoencoder import _weights_file, read_config
+    from safetensors import safe_open
 
-    file = _weights_file(checkpoint)
-    config = read_config(file)
     digest = hashlib.sha256()
-    with open(file, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return {"config": config.to_dict(), "weights_sha256": digest.hexdigest()}
+    with safe_open(str(file), "pt") as f:
+        for name in sorted(f.keys()):
+            t = f.get_tensor(name).contiguous()
+            digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def autoencoder_identity(checkpoint: str | os.PathLike) -> dict:
+    """What names an exported autoencoder: its config (as stored) and the sha256 of its weights
+    (``weights_sha256``). Latents and a DiT trained on them carry it; ``swycc generate`` checks
+    it."""
+    from swycc.autoencoder import read_config, weights_file
+
+    file = weights_file(checkpoint)
+    return {"config": read_config(file).to_dict(), "weights_sha256": weights_sha256(file)}

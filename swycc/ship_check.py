@@ -161,14 +161,14 @@ def ship_check(candidate: str, baseline: str, data: str, size: int = SIZE, steps
                guidance: float = GUIDANCE, seed: int = 0, device: str = "cpu",
                progress: bool = True) -> tuple[dict, dict]:
     """The report (JSON-ready) and the images for the grid; raises on bad input."""
-    from swycc.autoencoder import Autoencoder, _weights_file, read_config
+    from swycc.autoencoder import Autoencoder, weights_file, read_config
     from swycc.evaluate import load_extractors
     from swycc.kinds import get_kind
     from swycc.pretrained import display_path
 
     if size % FACTOR:
         raise ValueError(f"--size must be a multiple of {FACTOR}, got {size}")
-    files = {"candidate": _weights_file(candidate), "baseline": _weights_file(baseline)}
+    files = {"candidate": weights_file(candidate), "baseline": weights_file(baseline)}
     for role, f in files.items():
         kind = get_kind(read_config(f).model.method)  # CheckpointError names a bad file
         if not kind.samples or kind.initial_label != "D_Initial":

@@ -5,6 +5,9 @@ one base config, plus how to plot the results.
 - ``dists`` (Fig. 10): the K sweep with DISTS (or the offline DISTS-style loss) as auxiliary.
 - ``aux-ablation`` (Table 1): SWYCC with lambda_p in {0, 0.1} x lambda_m in {0, 1}.
 - ``dgae-latent`` (DGAE's "2x smaller latent"): DGAE at C against SWYCC at C and at 2C.
+- ``generation`` (Fig. 2): the K sweep's autoencoders, one latent DiT each, generation scored.
+- ``dit-convergence`` (DGAE's "faster convergence"): DiTs on DGAE, SWYCC and GAN latents of the
+  same size, scored against DiT steps.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ def _latent(cfg: Config, c: int) -> Config:
 
 
 def k_sweep(base: Config, ks: tuple[int, ...] = (1, 2, 4, 8),
-            methods: tuple[str, ...] = ("swycc", "gan"), **_) -> list[Arm]:
+            methods: tuple[str, ...] | None = None, **_) -> list[Arm]:
+    methods = methods or ("swycc", "gan")
     for k in ks:
         if k < 1 or 8 % k:
             raise ValueError(f"K must divide 8 (C = 8 / K), got {k}")
@@ -56,6 +60,14 @@ def dgae_latent(base: Config, latent_channels: int = 2, **_) -> list[Arm]:
     return [Arm(f"dgae-C{c}", _latent(with_method(base, "dgae"), c), {"C_rel": "C"}),
             Arm(f"swycc-C{c}", _latent(with_method(base, "swycc"), c), {"C_rel": "C"}),
             Arm(f"swycc-C{2 * c}", _latent(with_method(base, "swycc"), 2 * c), {"C_rel": "2C"})]
+
+
+def dit_convergence(base: Config, latent_channels: int = 2, methods=None, **_) -> list[Arm]:
+    """DGAE, SWYCC and GAN at the same latent size C: the k-sweep's arms at K = 8 / C (an
+    experiment run into the same --out reuses them)."""
+    if latent_channels < 1 or 8 % latent_channels:
+        raise ValueError(f"--latent-channels must divide 8 (K = 8 / C), got {latent_channels}")
+    return k_sweep(base, (8 // latent_channels,), methods or ("dgae", "swycc", "gan"))
 
 
 def plot_results(report: dict, path: Path, x: str | None = None) -> None:
@@ -95,6 +107,7 @@ class ExperimentSpec:
     summary: str
     arms: Callable[..., list[Arm]]
     plot_x: str | None  # the factor on the plot's x axis (None: bars per arm)
+    stage: str = "reconstruction"  # or "generation": a latent DiT per arm, generation scored
 
     def plot(self, report: dict, path: Path) -> None:
         plot_results(report, path, self.plot_x)
@@ -108,6 +121,11 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
                                    aux_ablation, None),
     "dgae-latent": ExperimentSpec("DGAE at C vs SWYCC at C and 2C (the '2x smaller latent')",
                                   dgae_latent, None),
+    "generation": ExperimentSpec("Fig. 2: generation from SWYCC vs GAN latents across K (a "
+                                 "latent DiT per autoencoder)", k_sweep, "K", "generation"),
+    "dit-convergence": ExperimentSpec("DGAE vs SWYCC vs GAN latents of one size: generation "
+                                      "against DiT steps", dit_convergence, None, "generation"),
 }
 
-__all__ = ["EXPERIMENTS", "ExperimentSpec", "aux_ablation", "dgae_latent", "k_sweep"]
+__all__ = ["EXPERIMENTS", "ExperimentSpec", "aux_ablation", "dgae_latent", "dit_convergence",
+           "k_sweep"]

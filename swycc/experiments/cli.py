@@ -28,10 +28,35 @@ def register(sub) -> None:
                    "the EffNet-Lite0 proxies, and rFID/IS/CMMD/FD-DINOv2 where weights load")
     p.add_argument("--weights-dir", help="Inception/CLIP/DINOv2 weights for rFID/IS/CMMD/FD")
     decoding.add_arguments(p)
+    p.add_argument("--methods", nargs="+", help="generation experiments: the autoencoder kinds "
+                   "(generation: swycc gan; dit-convergence: dgae swycc gan)")
+    g = p.add_argument_group("generation experiments (a latent DiT per arm)")
+    g.add_argument("--dit-preset", default="dit-small-cpu")
+    g.add_argument("--dit-steps", type=positive_int, default=2000, help="DiT steps per arm")
+    g.add_argument("--dit-evals", type=positive_int, default=3,
+                   help="scores evenly spaced over the DiT steps (the last at --dit-steps)")
+    g.add_argument("--dit-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a DiT option, e.g. --dit-set dit.patch=1")
+    g.add_argument("--gen-images", type=positive_int, default=1000,
+                   help="generated images per score (50000 for a paper-grade gFID)")
+    g.add_argument("--reference-images", type=positive_int,
+                   help="training images the scores compare with (default: all)")
+    g.add_argument("--sample-steps", type=positive_int, default=25, help="DiT DDIM steps")
+    g.add_argument("--dit-guidance", type=float, help="DiT guidance (default: the preset's)")
     p.set_defaults(func=cmd_experiment)
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
+    from swycc.cli import exit_status
+    from swycc.experiments.runner import ExperimentStopped
+
+    try:
+        return _experiment(args)
+    except ExperimentStopped:
+        return exit_status("signal")  # exit 75: re-run the same command to resume
+
+
+def _experiment(args: argparse.Namespace) -> int:
     from swycc.cli import build_config
     from swycc.evaluate import parse_metrics
     from swycc.experiments.catalog import EXPERIMENTS
@@ -46,9 +71,12 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         raise ValueError(f"experiment {args.name} needs --steps (training steps per arm)")
     spec = EXPERIMENTS[args.name]
     base = build_config(args)
-    arms = spec.arms(base, ks=tuple(args.ks), latent_channels=args.latent_channels)
+    arms = spec.arms(base, ks=tuple(args.ks), latent_channels=args.latent_channels,
+                     methods=tuple(args.methods) if args.methods else None)
     budget = Budget(steps=args.steps, eval_images=args.eval_images,
                     decode_steps=args.decode_steps)
+    if spec.stage == "generation":
+        return _generation(args, spec, arms, budget)
     report = run_experiment(args.name, arms, args.out, budget, args.data, args.eval_data,
                             device=args.device or "cpu", weights_dir=args.weights_dir,
                             progress=not args.no_progress, plot=spec.plot,
@@ -57,4 +85,25 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     print(markdown(report))
     print(f"wrote {args.out}/results.json, results.md and results.png")
+    return 0
+
+
+def _generation(args: argparse.Namespace, spec, arms, budget) -> int:
+    from swycc.experiments.generation import (GenerationBudget, markdown,
+                                              run_generation_experiment)
+    from swycc.generation_eval import parse_gen_metrics
+
+    gen = GenerationBudget(dit_preset=args.dit_preset, dit_steps=args.dit_steps,
+                           dit_evals=args.dit_evals, dit_sets=tuple(args.dit_set),
+                           images=args.gen_images, reference_images=args.reference_images,
+                           sample_steps=args.sample_steps, guidance=args.dit_guidance,
+                           decoder_steps=args.decode_steps, seed=args.seed or 0)
+    report = run_generation_experiment(args.name, arms, args.out, budget, gen, args.data,
+                                       device=args.device or "cpu",
+                                       weights_dir=args.weights_dir,
+                                       progress=not args.no_progress,
+                                       metrics=parse_gen_metrics(args.metrics),
+                                       plot_x=spec.plot_x)
+    print(markdown(report))
+    print(f"wrote {args.out}/results-{args.name}.json, .md and .png")
     return 0

@@ -94,15 +94,15 @@ def _train_one(args: argparse.Namespace) -> Path:
     """The --steps budget: one SWYCC model trained (resumably) into <out>/model."""
     from swycc.cli import build_config
     from swycc.config import with_method
-    from swycc.experiments.runner import Budget, with_budget
+    from swycc.experiments.runner import Budget, finished, with_budget
     from swycc.train.autoencoder_task import train_autoencoder
 
     if args.data is not None and args.eval_data is None:
         raise ValueError("with --data, give --eval-data: a folder of held-back images that "
                          "training never sees")
     cfg = with_budget(with_method(build_config(args), "swycc"), Budget(args.steps), args.data)
-    res = train_autoencoder(cfg, Path(args.out) / "model", device=args.device,
-                            progress=not args.no_progress)
+    res = finished(train_autoencoder(cfg, Path(args.out) / "model", device=args.device,
+                                     progress=not args.no_progress))  # SIGTERM: exit 75
     return Path(res.export)
 
 
@@ -110,10 +110,10 @@ def run_decode_sweep(name: str, model, checkpoint, out, steps: list[int],
                      guidance: list[float], eval_data: str | None, eval_images: int,
                      samples: int, seed: int, device: str, weights_dir: str | None,
                      metrics: list[str] | None, progress: bool = True) -> dict:
-    from swycc.autoencoder import _weights_file
+    from swycc.autoencoder import weights_file
     from swycc.data import build_dataset
     from swycc.evaluate import METRICS, ReferenceCache, data_identity, evaluate_model
-    from swycc.experiments.runner import WEIGHTED_METRICS, _write_json, available_metrics
+    from swycc.experiments.runner import WEIGHTED_METRICS, available_metrics, write_json
     from swycc.kinds import kind_of
 
     if name not in SWEEPS:
@@ -124,7 +124,7 @@ def run_decode_sweep(name: str, model, checkpoint, out, steps: list[int],
     size = model.config.model.image_size
     dataset = build_dataset(replace(model.config.data, path=eval_data), size, train=False)
     n = min(eval_images, len(dataset))
-    weights = hashlib.sha256(_weights_file(checkpoint).read_bytes()).hexdigest()
+    weights = hashlib.sha256(weights_file(checkpoint).read_bytes()).hexdigest()
     key = {"weights_sha256": weights, "data": data_identity(eval_data, dataset, size, n),
            "metrics": metrics, "samples": samples, "seed": seed}
     cache = ReferenceCache(None)  # reference features computed once, shared by the settings
@@ -141,7 +141,7 @@ def run_decode_sweep(name: str, model, checkpoint, out, steps: list[int],
                             progress=progress, **kw)
         rec = {"steps": ev["steps"], "guidance": ev["guidance"], "metrics": ev["metrics"],
                "seconds": ev["seconds"], "key": key}
-        _write_json(path, rec)
+        write_json(path, rec)
         return rec
 
     initial = (scored("initial.json", decoder="initial")
@@ -157,7 +157,7 @@ def run_decode_sweep(name: str, model, checkpoint, out, steps: list[int],
               "metrics": metrics, "definitions": {m: METRICS[m][1] for m in metrics},
               "left_out": [] if chosen else [m for m in WEIGHTED_METRICS if m not in metrics],
               "device": device, "initial": initial, "results": rows}
-    _write_json(out / "results.json", report)
+    write_json(out / "results.json", report)
     _write_text(out / "results.md", markdown(report))
     plot(report, out / "results.png")
     return report

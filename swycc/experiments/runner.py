@@ -39,6 +39,18 @@ class Budget:
     guidance: float | None = None  # None: each arm's config
 
 
+class ExperimentStopped(Exception):
+    """SIGTERM stopped an arm's training (its checkpoint is written): the experiment stops
+    there too, instead of scoring a half-trained arm and starting the next one."""
+
+
+def finished(res):
+    """``res`` (a TrainResult), unless a signal stopped that run: then ExperimentStopped."""
+    if res.stopped_by == "signal":
+        raise ExperimentStopped(str(res.out_dir))
+    return res
+
+
 def with_budget(cfg: Config, budget: Budget, data: str | None) -> Config:
     t = replace(cfg.train, total_steps=budget.steps,
                 warmup_steps=min(cfg.train.warmup_steps, max(1, budget.steps // 10)),
@@ -107,7 +119,7 @@ def run_experiment(name: str, arms: list[Arm], out: str | os.PathLike, budget: B
             if rec.get("steps_trained") == budget.steps and rec.get("metrics_list") == metrics:
                 rows.append(rec)
                 continue
-        res = train_autoencoder(cfg, run, device=device, progress=progress)
+        res = finished(train_autoencoder(cfg, run, device=device, progress=progress))
         model = Autoencoder.from_pretrained(res.export).to(device)
         ev = evaluate_model(model, dataset, metrics, extractors, num_images=n,
                             steps=budget.decode_steps, guidance=budget.guidance, samples=1,
@@ -117,7 +129,7 @@ def run_experiment(name: str, arms: list[Arm], out: str | os.PathLike, budget: B
                "latent_channels": cfg.model.latent_channels, "steps_trained": res.step,
                "metrics_list": metrics, "metrics": ev["metrics"],
                "decode_steps": budget.decode_steps if model.samples else None}
-        _write_json(done, rec)
+        write_json(done, rec)
         rows.append(rec)
     report = {"experiment": name, "data": data or "embedded photo set",
               "eval_data": eval_data or "embedded held-back crops", "images": n,
@@ -125,7 +137,7 @@ def run_experiment(name: str, arms: list[Arm], out: str | os.PathLike, budget: B
               "left_out": [] if metrics_chosen else [m for m in WEIGHTED_METRICS
                                                      if m not in metrics],
               "device": device, "results": rows}
-    _write_json(out / "results.json", report)
+    write_json(out / "results.json", report)
     (out / "results.md").write_text(markdown(report))
     if plot is not None:
         plot(report, out / "results.png")
@@ -160,11 +172,11 @@ def table_head(head: list[str], left_out: list[str]) -> list[str]:
     return (note if left_out else []) + ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
 
-def _write_json(path: Path, obj) -> None:
+def write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2))
     os.replace(tmp, path)
 
 
-__all__ = ["Arm", "Budget", "OFFLINE_METRICS", "markdown", "run_experiment"]
+__all__ = ["Arm", "Budget", "ExperimentStopped", "finished", "OFFLINE_METRICS", "markdown", "run_experiment", "write_json"]

@@ -158,6 +158,16 @@ class FeatureStats:
         self.sum += f.sum(0)
         self.outer += f.T @ f
 
+    @classmethod
+    def from_moments(cls, mu: np.ndarray, sigma: np.ndarray, n: int = 2) -> FeatureStats:
+        """Stats whose mean() and cov() are ``mu`` and ``sigma`` (precomputed reference
+        statistics): sum = n mu, outer = (n - 1) sigma + n mu mu^T."""
+        mu, sigma = np.asarray(mu, np.float64), np.asarray(sigma, np.float64)
+        out = cls(mu.size)
+        out.n, out.sum = n, n * mu
+        out.outer = (n - 1) * sigma + n * np.outer(mu, mu)
+        return out
+
     def mean(self) -> np.ndarray:
         return self.sum / max(self.n, 1)
 

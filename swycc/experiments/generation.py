@@ -1,0 +1,266 @@
+"""The second stage as an experiment (the paper's Fig. 2; DGAE's "faster convergence"): for each
+arm, train the autoencoder, encode the labelled data set, train one DiT on its latents with the
+same recipe, and score generated images against the training images at several DiT steps.
+
+Layout under ``--out`` (shared with the reconstruction experiments: an arm of the same name and
+config is trained once and reused, e.g. ``k-sweep``'s ``swycc-K4``):
+
+    arms/<arm>/              the autoencoder run (its export: arms/<arm>/export)
+    arms/<arm>/latents/      encode-dataset's shards
+    arms/<arm>/dit/          the DiT run; arms/<arm>/gen-<step>.json its score at that step
+    arms/<arm>/samples.png   generated images of the last DiT step, one row per class
+    results-<experiment>.json / .md / .png
+
+Resumable by re-running: every stage resumes (training runs, shards) or is skipped (a score
+already on disk for the same metrics, image count and settings).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from swycc.experiments.runner import Arm, Budget, finished, with_budget, write_json
+
+
+@dataclass(frozen=True)
+class GenerationBudget:
+    """The DiT recipe and the generation scores (one DiT per arm, the same for all)."""
+
+    dit_preset: str = "dit-small-cpu"
+    dit_steps: int = 2000  # DiT training steps per arm
+    dit_evals: int = 3  # evaluation points, evenly spaced over the DiT steps (last = dit_steps)
+    dit_sets: tuple[str, ...] = ()  # --dit-set KEY=VALUE overrides of the DiT preset
+    images: int = 1000  # generated images per evaluation, classes in turn
+    reference_images: int | None = None  # None: every training image
+    sample_steps: int = 25  # DiT DDIM steps
+    guidance: float | None = None  # DiT guidance (None: the preset's, the paper's 0.5)
+    decoder_steps: int = 10  # sampling decoders' DDIM steps
+    decoder_guidance: float = 0.5
+    seed: int = 0
+    batch_size: int = 50
+    grid_per_class: int = 8
+
+    def eval_steps(self) -> list[int]:
+        n = max(1, min(self.dit_evals, self.dit_steps))
+        return sorted({round(self.dit_steps * (i + 1) / n) for i in range(n)})
+
+    def score_key(self) -> dict:
+        """What a stored score must match to be reused."""
+        keep = ("images", "reference_images", "sample_steps", "guidance", "decoder_steps",
+                "decoder_guidance", "seed")
+        return {k: v for k, v in asdict(self).items() if k in keep}
+
+
+def dit_config(gen: GenerationBudget):
+    from swycc.config import apply_overrides
+    from swycc.dit_config import get_dit_preset
+
+    return apply_overrides(get_dit_preset(gen.dit_preset), {"train.total_steps": gen.dit_steps},
+                           list(gen.dit_sets))
+
+
+@dataclass
+class _Scoring:
+    metrics: list[str]
+    extractors: dict
+    left_out: list[str]
+    reference: dict = field(default_factory=dict)
+    n_ref: int = 0
+
+
+def run_generation_experiment(name: str, arms: list[Arm], out, budget: Budget,
+                              gen: GenerationBudget, data: str, device: str = "cpu",
+                              weights_dir: str | None = None, progress: bool = True,
+                              metrics: list[str] | None = None, plot_x: str | None = None
+                              ) -> dict:
+    from swycc.evaluate import ReferenceCache
+    from swycc.generation_eval import (load_gen_extractors, reference_dataset,
+                                       reference_features, reference_id)
+    from swycc.latent_dataset import scan_class_folder
+
+    out = Path(out)
+    if data is None:
+        raise ValueError(f"experiment {name} needs --data: a class-labelled image folder (one "
+                         "sub-folder per class)")
+    scan_class_folder(data)  # a labelled folder, or a clear error before any training
+    if budget.steps < 1 or gen.dit_steps < 1 or gen.images < 2:
+        raise ValueError("a generation experiment needs --steps, --dit-steps >= 1 and "
+                         "--gen-images >= 2")
+    dit_cfg = dit_config(gen)  # bad --dit-set: an error naming the option, before any work
+    sizes = {a.config.model.image_size for a in arms}
+    if len(sizes) != 1:
+        raise ValueError(f"the arms of an experiment share one image size, got {sorted(sizes)}")
+    size = sizes.pop()
+    scoring = _Scoring(*load_gen_extractors(metrics, weights_dir, device))
+    dataset = reference_dataset(data, size)
+    scoring.n_ref = min(gen.reference_images or len(dataset), len(dataset))
+    scoring.reference = reference_features(
+        dataset, scoring.n_ref, scoring.metrics, scoring.extractors,
+        data_id=reference_id(data, dataset, size, scoring.n_ref),
+        cache=ReferenceCache(out / "reference-cache"), device=device, progress=progress)
+    rows = []
+    for arm in arms:
+        rows += _run_arm(arm, out / "arms" / arm.name, budget, gen, dit_cfg, data, scoring,
+                         device, progress)
+    report = {"experiment": name, "data": data, "image_size": size,
+              "steps_per_arm": budget.steps, "dit": {"preset": gen.dit_preset,
+                                                     "sets": list(gen.dit_sets),
+                                                     "steps": gen.dit_steps},
+              "generation": gen.score_key(), "reference_images": scoring.n_ref,
+              "metrics": scoring.metrics, "left_out": scoring.left_out, "device": device,
+              "results": rows}
+    write_json(out / f"results-{name}.json", report)
+    (out / f"results-{name}.md").write_text(markdown(report))
+    plot(report, out / f"results-{name}.png", plot_x)
+    return report
+
+
+def _run_arm(arm: Arm, run: Path, budget: Budget, gen: GenerationBudget, dit_cfg, data: str,
+             scoring: _Scoring, device: str, progress: bool) -> list[dict]:
+    from swycc.autoencoder import Autoencoder
+    from swycc.latent_dataset import autoencoder_identity, encode_dataset
+    from swycc.train.autoencoder_task import train_autoencoder
+    from swycc.train.dit_task import train_dit
+
+    cfg = with_budget(arm.config, budget, data)
+    ae_res = finished(train_autoencoder(cfg, run, device=device, progress=progress))
+    ae = Autoencoder.from_pretrained(ae_res.export).to(device)
+    encode_dataset(lambda x: ae.encode(x.to(device)), autoencoder_identity(ae_res.export), data,
+                   run / "latents", cfg.model.image_size, progress=progress)
+    rows, key = [], {**gen.score_key(), "metrics": scoring.metrics,
+                     "dit": dit_cfg.to_dict()}
+    for step in gen.eval_steps():
+        path = run / f"gen-{step}.json"
+        if path.exists():
+            rec = json.loads(path.read_text())
+            if rec.get("key") == json.loads(json.dumps(key)):
+                rows.append(rec)
+                continue
+        res = finished(train_dit(dit_cfg, run / "latents", run / "dit", device=device,
+                                 max_steps=step, progress=progress))
+        values = _score(res.export, ae_res.export, gen, scoring, device)
+        rec = {"arm": arm.name, **arm.factors, "method": ae.kind,
+               "latent_channels": cfg.model.latent_channels, "dit_step": res.step,
+               "metrics": values, "key": key}
+        write_json(path, rec)
+        rows.append(rec)
+        if step == gen.eval_steps()[-1]:
+            _sample_grid(res.export, ae_res.export, gen, run / "samples.png", device)
+    return rows
+
+
+def _score(dit_export: Path, ae_export: Path, gen: GenerationBudget, scoring: _Scoring,
+           device: str) -> dict:
+    from swycc.generation import Generator, balanced_labels
+    from swycc.generation_eval import score_generated
+
+    g = Generator.load(dit_export, ae_export, device)
+    labels = balanced_labels(gen.images, len(g.class_names))
+    batches = (x for _, x in g.batches(labels, steps=gen.sample_steps, guidance=gen.guidance,
+                                       decoder_steps=gen.decoder_steps,
+                                       decoder_guidance=gen.decoder_guidance, seed=gen.seed,
+                                       batch_size=gen.batch_size))
+    values, _ = score_generated(batches, scoring.metrics, scoring.extractors, scoring.reference,
+                                batch_size=gen.batch_size, device=device)
+    return values
+
+
+def _sample_grid(dit_export: Path, ae_export: Path, gen: GenerationBudget, path: Path,
+                 device: str) -> None:
+    import torch
+
+    from swycc.generation import Generator
+    from swycc.visual import save_grid
+
+    g = Generator.load(dit_export, ae_export, device)
+    k = len(g.class_names)
+    labels = torch.arange(k).repeat_interleave(gen.grid_per_class)
+    xs = torch.cat([x for _, x in g.batches(labels, steps=gen.sample_steps,
+                                            guidance=gen.guidance,
+                                            decoder_steps=gen.decoder_steps,
+                                            decoder_guidance=gen.decoder_guidance,
+                                            seed=gen.seed, batch_size=gen.batch_size)])
+    rows = [list(xs[c * gen.grid_per_class:(c + 1) * gen.grid_per_class]) for c in range(k)]
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    save_grid(rows, tmp)
+    tmp.replace(path)
+
+
+def markdown(report: dict) -> str:
+    from swycc.generation_eval import GEN_METRICS
+
+    metrics, rows = report["metrics"], report["results"]
+    g, d = report["generation"], report["dit"]
+    lines = [f"# {report['experiment']}", "",
+             f"Autoencoders trained on {report['data']} for {report['steps_per_arm']} steps "
+             f"each; one DiT per autoencoder ({d['preset']}"
+             f"{', ' + ', '.join(d['sets']) if d['sets'] else ''}) for {d['steps']} steps; "
+             f"{g['images']} generated images per score (DiT {g['sample_steps']} steps, "
+             f"guidance {'preset' if g['guidance'] is None else g['guidance']}; sampling "
+             f"decoders {g['decoder_steps']} steps at w = {g['decoder_guidance']}) against "
+             f"{report['reference_images']} training images at {report['image_size']} px; "
+             f"device {report['device']}.", ""]
+    if report["left_out"]:
+        lines += [f"Not measured here (weights not present): {', '.join(report['left_out'])}.",
+                  ""]
+    last = max(r["dit_step"] for r in rows)
+    head = ["arm", "method", "C", "DiT step", *[GEN_METRICS[m][0] for m in metrics]]
+    for title, sel in (("At the last DiT step", [r for r in rows if r["dit_step"] == last]),
+                       ("Against DiT steps", sorted(rows, key=lambda r: (r["arm"],
+                                                                          r["dit_step"])))):
+        lines += [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in sel:
+            cells = [r["arm"], r["method"], str(r["latent_channels"]), str(r["dit_step"])]
+            cells += [f"{r['metrics'][m]:.4g}" for m in metrics]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(report: dict, path: Path, x: str | None) -> None:
+    """Per metric: the score at the last DiT step against ``x`` (one line per method; bars per
+    arm when x is None), and the score against DiT steps (one line per arm)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from swycc.generation_eval import GEN_METRICS
+
+    rows, metrics = report["results"], report["metrics"]
+    last = max(r["dit_step"] for r in rows)
+    final = [r for r in rows if r["dit_step"] == last]
+    fig, axes = plt.subplots(2, len(metrics), figsize=(3.6 * len(metrics), 6.2), squeeze=False)
+    for j, m in enumerate(metrics):
+        ax = axes[0][j]
+        if x is None:
+            ax.bar(range(len(final)), [r["metrics"][m] for r in final], color="tab:blue")
+            ax.set_xticks(range(len(final)), [r["arm"] for r in final], rotation=30,
+                          ha="right", fontsize=7)
+        else:
+            for method in dict.fromkeys(r["method"] for r in final):
+                rs = sorted((r for r in final if r["method"] == method), key=lambda r: r[x])
+                ax.plot([r[x] for r in rs], [r["metrics"][m] for r in rs], marker="o",
+                        label=method)
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel(x)
+            ax.legend(fontsize=7)
+        ax.set_title(f"{GEN_METRICS[m][0]} at DiT step {last}", fontsize=9)
+        ax = axes[1][j]
+        for arm in dict.fromkeys(r["arm"] for r in rows):
+            rs = sorted((r for r in rows if r["arm"] == arm), key=lambda r: r["dit_step"])
+            ax.plot([r["dit_step"] for r in rs], [r["metrics"][m] for r in rs], marker="o",
+                    label=arm)
+        ax.set_xlabel("DiT training step")
+        ax.set_title(f"{GEN_METRICS[m][0]} against DiT steps", fontsize=9)
+        ax.legend(fontsize=6)
+    fig.suptitle(f"{report['experiment']}: {report['generation']['images']} generated images "
+                 f"per point", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+__all__ = ["GenerationBudget", "dit_config", "markdown", "plot", "run_generation_experiment"]
