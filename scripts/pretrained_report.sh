@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the figures and tables of the README's "Shipped model" section on CPU (~45 min on
-# 2 cores): the demo and the steps x guidance sweep on the shipped model; with the runs of
+# 2 cores): the demo and the steps and guidance experiments on the shipped model; with the runs of
 # scripts/train_pretrained_gpu.sh present, the same for the paper-default twin and a side-by-side
 # `swycc eval` of the three models on 128 held-back crops.
 set -euo pipefail
@@ -10,12 +10,15 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 SW=.venv/bin/swycc
 D=docs/pretrained
 $SW demo --out $D --steps 20 --samples 4 --no-progress
-.venv/bin/python -m swycc.sweep --out $D/sweep --samples 2
+$SW experiment steps --sweep-guidance 0 0.5 1 2 --samples 2 --no-progress --out $D/steps
+$SW experiment guidance --samples 2 --no-progress --out $D/guidance
 if [ -d runs/gpu-paper/export ]; then
   $SW demo --checkpoint runs/gpu-paper/export --out $D/paper-default --steps 20 --samples 4 \
       --no-progress
-  .venv/bin/python -m swycc.sweep --checkpoint runs/gpu-paper/export --out $D/paper-default/sweep \
-      --samples 2
+  $SW experiment steps --checkpoint runs/gpu-paper/export --sweep-guidance 0 0.5 1 2 \
+      --samples 2 --no-progress --out $D/paper-default/steps
+  $SW experiment guidance --checkpoint runs/gpu-paper/export --samples 2 --no-progress \
+      --out $D/paper-default/guidance
   $SW eval --compare swycc/pretrained/small-swycc runs/gpu-paper/export --decoder initial \
       --held-out 128 --no-progress --out $D/eval-d-initial \
       --metrics psnr,ssim,perceptual_effnetlite0,fd_effnetlite0,mmd_effnetlite0

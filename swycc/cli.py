@@ -1,9 +1,10 @@
 """Command line: swycc {demo, train, reconstruct, encode, decode, eval, info, ...}.
 
 Thin front: parses arguments, validates every input before writing anything, and turns a bad
-input into one ``swycc: error: ...`` line. Exit status: 0 done; 2 bad input; 3 training
-diverged (too many non-finite steps in a row); 75 stopped by SIGTERM after writing a checkpoint
-(re-run the same command to resume); 130 interrupted (Ctrl-C).
+input into one ``swycc: error: ...`` line. Exit status: 0 done; 1 ``ship-check``: the candidate
+failed a criterion; 2 bad input; 3 training diverged (too many non-finite steps in a row); 75
+stopped by SIGTERM after writing a checkpoint (re-run the same command to resume); 130
+interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -387,8 +388,9 @@ def verb_modules():
     from swycc.distill.cli import register as distill
     from swycc.experiments.cli import register as experiment
     from swycc.generate_cli import register as generate
+    from swycc.ship_check import register as ship_check
 
-    return [experiment, _register_photoset, dit, generate, distill]
+    return [experiment, _register_photoset, dit, generate, distill, ship_check]
 
 
 def _register_photoset(sub) -> None:

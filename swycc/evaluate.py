@@ -46,9 +46,15 @@ METRICS: dict[str, tuple[str, str, str | None]] = {
     "mmd_effnetlite0": ("MMD EffNet-Lite0 ↓", PROXY_METRICS["mmd_effnetlite0"], "effnetlite0"),
     "perceptual_effnetlite0": ("Perceptual EffNet-Lite0 ↓",
                                PROXY_METRICS["perceptual_effnetlite0"], "perceptual"),
+    "gradient_energy_ratio": ("grad-energy ratio (1 = as sharp)", "sharpness: mean gradient "
+                              "energy (swycc.visual.gradient_energy) of the reconstructions over "
+                              "the originals'; below 1 blurrier, above 1 more high-frequency "
+                              "detail (or noise)", None),
+    "spectrum_distance_db": ("spectrum dist. (dB) ↓", "radial power-spectrum distance "
+                             "(swycc.metrics.spectrum), mean over pairs", None),
 }
 DEFAULT_METRICS = ("psnr", "ssim", "fd_effnetlite0", "mmd_effnetlite0", "perceptual_effnetlite0")
-PAIRED = ("psnr", "ssim", "msssim", "perceptual_effnetlite0")
+PAIRED = ("psnr", "ssim", "msssim", "perceptual_effnetlite0", "spectrum_distance_db")
 KEEP_FEATURES = ("clip", "effnetlite0")  # extractors whose feature rows are kept (for MMD)
 CACHE_VERSION = 1
 
@@ -215,6 +221,8 @@ def evaluate_model(model, dataset, metrics: list[str], extractors: dict[str, nn.
     from tqdm import tqdm
 
     from swycc.kinds import kind_of
+    from swycc.metrics.spectrum import spectrum_distance
+    from swycc.visual import gradient_energy
 
     if decoder not in ("sample", "initial"):
         raise ValueError(f"decoder must be 'sample' or 'initial', got {decoder!r}")
@@ -242,6 +250,7 @@ def evaluate_model(model, dataset, metrics: list[str], extractors: dict[str, nn.
         refs[k] = FeatureSet.from_arrays(nets[k], cached) if cached else None
     todo = {k: FeatureSet(nets[k], k in KEEP_FEATURES, False) for k in recon if refs[k] is None}
     sums = {m: 0.0 for m in metrics if m in PAIRED}
+    energy = [0.0, 0.0]  # gradient energy of reconstructions, of originals
     pairs = 0
     g = torch.Generator(device=device).manual_seed(seed)
     start = time.perf_counter()
@@ -262,8 +271,12 @@ def evaluate_model(model, dataset, metrics: list[str], extractors: dict[str, nn.
                                                 xr[i:i + batch_size])
                                for i in range(0, y.shape[0], batch_size)])
             else:
-                v = {"psnr": maths.psnr, "ssim": maths.ssim, "msssim": maths.ms_ssim}[m](y, xr)
+                v = {"psnr": maths.psnr, "ssim": maths.ssim, "msssim": maths.ms_ssim,
+                     "spectrum_distance_db": spectrum_distance}[m](y, xr)
             sums[m] += float(v.double().sum())
+        if "gradient_energy_ratio" in metrics:
+            energy[0] += float(gradient_energy(y).double().sum())
+            energy[1] += float(gradient_energy(xr).double().sum())
         pairs += y.shape[0]
         for k, feats in recon.items():
             feats.add(nets[k], y, batch_size)
@@ -281,6 +294,8 @@ def evaluate_model(model, dataset, metrics: list[str], extractors: dict[str, nn.
         ext = METRICS[m][2]
         if m in sums:
             values[m] = sums[m] / pairs
+        elif m == "gradient_energy_ratio":
+            values[m] = energy[0] / energy[1] if energy[1] > 0 else float("nan")
         else:
             values.update(distribution_scores(m, recon[ext], refs[ext]))
     return {"metrics": values, "images": n, "samples_per_image": s, "decoder": decoder,

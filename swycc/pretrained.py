@@ -17,3 +17,13 @@ def default_checkpoint() -> Path:
             "no --checkpoint given and no pretrained model is shipped in this install "
             f"({path}); train one with `swycc train` and pass --checkpoint RUN/export")
     return path
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` relative to the working directory when it lies below it (reports written into
+    the repository then name the shipped model without this machine's checkout path)."""
+    p = Path(path).absolute()
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -107,14 +107,3 @@ def test_bad_inputs_give_one_line_and_no_output(files, tmp_path, capsys):
     assert main(["train", *TINY, "--set", "train.lrr=1", "--out", str(tmp_path / "x")]) == 2
     assert "lrr" in _err(capsys)
     assert not out.exists()
-
-
-def test_sampling_sweep_report(files, tmp_path):
-    from swycc.sweep import main as sweep_main
-
-    root, _ = files
-    assert sweep_main(["--checkpoint", str(root / "model"), "--steps", "1", "2",
-                       "--guidance", "0", "1", "--samples", "2", "--out", str(tmp_path)]) == 0
-    rows = json.loads((tmp_path / "sweep.json").read_text())
-    assert [(r["steps"], r["guidance"]) for r in rows] == [(1, 0.0), (2, 0.0), (1, 1.0), (2, 1.0)]
-    assert (tmp_path / "sweep.png").exists() and "| 2 | 1.0 |" in (tmp_path / "sweep.md").read_text()

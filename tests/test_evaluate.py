@@ -78,12 +78,25 @@ def test_evaluate_model_matches_direct_computation(model, images):
 
 
 def test_evaluate_d_initial_of_a_swycc_model(model, images):
-    res = E.evaluate_model(model, images, ["psnr"], {}, samples=3, decoder="initial",
-                           batch_size=4, progress=False)
+    res = E.evaluate_model(model, images, ["psnr", "gradient_energy_ratio",
+                                           "spectrum_distance_db"], {}, samples=3,
+                           decoder="initial", batch_size=4, progress=False)
     assert res["decoder"] == "initial" and res["samples_per_image"] == 1 and res["steps"] is None
     q = maths.quantize_uint8(images).float() / 127.5 - 1
     y = maths.quantize_uint8(model.reconstruct_initial(q)).float() / 127.5 - 1
-    assert res["metrics"]["psnr"] == pytest.approx(maths.psnr(y, q).mean().item(), rel=1e-6)
+    m = res["metrics"]
+    assert m["psnr"] == pytest.approx(maths.psnr(y, q).mean().item(), rel=1e-6)
+
+    def energy(t):  # mean squared horizontal + vertical neighbour difference, summed over images
+        t = t.double()
+        return float(((t[..., 1:] - t[..., :-1]) ** 2).mean((1, 2, 3)).sum()
+                     + ((t[..., 1:, :] - t[..., :-1, :]) ** 2).mean((1, 2, 3)).sum())
+
+    assert m["gradient_energy_ratio"] == pytest.approx(energy(y) / energy(q), rel=1e-6)
+    from swycc.metrics.spectrum import spectrum_distance
+
+    want = spectrum_distance(y, q).mean().item()
+    assert m["spectrum_distance_db"] == pytest.approx(want, rel=1e-6) and want > 0
     with pytest.raises(ValueError, match="decoder"):
         E.evaluate_model(model, images, ["psnr"], {}, decoder="mean", progress=False)
 

@@ -8,13 +8,16 @@ from pathlib import Path
 
 def register(sub) -> None:
     from swycc.cli import add_train_options, positive_int
+    from swycc.experiments import decoding
     from swycc.experiments.catalog import EXPERIMENTS
 
+    summaries = {**{k: v.summary for k, v in EXPERIMENTS.items()}, **decoding.SWEEPS}
     p = sub.add_parser("experiment", help="run one of the paper's comparisons (re-run to resume)",
-                       description="; ".join(f"{k}: {v.summary}" for k, v in EXPERIMENTS.items()))
-    p.add_argument("name", choices=list(EXPERIMENTS))
+                       description="; ".join(f"{k}: {v}" for k, v in summaries.items()))
+    p.add_argument("name", choices=list(summaries))
     add_train_options(p, "runs/experiment")
-    p.add_argument("--steps", type=positive_int, required=True, help="training steps per arm")
+    p.add_argument("--steps", type=positive_int, help="training steps per arm (required, except "
+                   "for steps/guidance: there it trains one SWYCC model instead of --checkpoint)")
     p.add_argument("--eval-data", help="held-back image folder (required with --data)")
     p.add_argument("--eval-images", type=positive_int, default=64)
     p.add_argument("--decode-steps", type=positive_int, default=20)
@@ -25,6 +28,7 @@ def register(sub) -> None:
     p.add_argument("--metrics", help="comma-separated (see `swycc eval`); default: PSNR, SSIM, "
                    "the EffNet-Lite0 proxies, and rFID/IS/CMMD/FD-DINOv2 where weights load")
     p.add_argument("--weights-dir", help="Inception/CLIP/DINOv2 weights for rFID/IS/CMMD/FD")
+    decoding.add_arguments(p)
     p.add_argument("--methods", nargs="+", help="generation experiments: the autoencoder kinds "
                    "(generation: swycc gan; dit-convergence: dgae swycc gan)")
     g = p.add_argument_group("generation experiments (a latent DiT per arm)")
@@ -57,11 +61,16 @@ def _experiment(args: argparse.Namespace) -> int:
     from swycc.cli import build_config
     from swycc.evaluate import parse_metrics
     from swycc.experiments.catalog import EXPERIMENTS
+    from swycc.experiments.decoding import SWEEPS, cmd_decode_sweep
     from swycc.experiments.runner import Budget, run_experiment
 
-    spec = EXPERIMENTS[args.name]
     if args.method:
         raise ValueError("an experiment sets each arm's method itself; drop --method")
+    if args.name in SWEEPS:
+        return cmd_decode_sweep(args)
+    if args.steps is None:
+        raise ValueError(f"experiment {args.name} needs --steps (training steps per arm)")
+    spec = EXPERIMENTS[args.name]
     base = build_config(args)
     arms = spec.arms(base, ks=tuple(args.ks), latent_channels=args.latent_channels,
                      methods=tuple(args.methods) if args.methods else None)

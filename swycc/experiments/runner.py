@@ -177,16 +177,19 @@ def markdown(report: dict) -> str:
              f"Trained on {report['data']} for {report['steps_per_arm']} steps per arm; scored "
              f"on {report['images']} images of {report['eval_data']} at "
              f"{report['image_size']} px; device {report['device']}.", ""]
-    if report["left_out"]:
-        lines += [f"Not measured here (weights not present): {', '.join(report['left_out'])}.",
-                  ""]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += table_head(head, report["left_out"])
     for r in rows:
         cells = [r["arm"], r["method"], str(r["latent_channels"]),
                  *[str(r.get(f)) for f in factors]]
         cells += [f"{r['metrics'][m]:.4g}" for m in report["metrics"]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def table_head(head: list[str], left_out: list[str]) -> list[str]:
+    """A results table's first lines: the metrics left out (no weights here), the header."""
+    note = [f"Not measured here (weights not present): {', '.join(left_out)}.", ""]
+    return (note if left_out else []) + ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
 
 def write_json(path: Path, obj) -> None:
