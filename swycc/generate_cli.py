@@ -23,6 +23,9 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=positive_int, help="DiT DDIM steps (default: its config)")
     p.add_argument("--decoder-steps", type=positive_int, default=20)
     p.add_argument("--decoder-guidance", type=finite_float, default=0.5)
+    p.add_argument("--decoder", choices=["sample", "initial"], default="sample",
+                   help="initial: decode with the deterministic decoder (SWYCC's D_Initial), "
+                   "the same latents without D_Refine's sampling")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", type=device_arg, default="cpu")
     p.add_argument("--batch-size", type=positive_int, default=16, help="images per batch")
@@ -87,7 +90,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     xs = [x for _, x in gen.batches(labels, steps=args.steps, guidance=args.guidance,
                                     decoder_steps=args.decoder_steps,
                                     decoder_guidance=args.decoder_guidance, seed=args.seed,
-                                    batch_size=args.batch_size)]
+                                    batch_size=args.batch_size, decoder=args.decoder)]
     import torch
 
     images = dict(zip(order, torch.cat(xs)))
@@ -123,6 +126,7 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
         raise ValueError("--reference-stats serves gFID, which is not measured here (no "
                          "Inception weights; see --weights-dir)")
     gen = Generator.load(args.dit, args.ae_checkpoint, args.device)
+    gen.check_decoder(args.decoder)
     size = gen.image_size
     dataset = reference_dataset(args.reference, size)
     n_ref = min(args.reference_images or len(dataset), len(dataset))
@@ -145,7 +149,7 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
         for _, x in gen.batches(labels, steps=args.steps, guidance=args.guidance,
                                 decoder_steps=args.decoder_steps,
                                 decoder_guidance=args.decoder_guidance, seed=args.seed,
-                                batch_size=args.batch_size):
+                                batch_size=args.batch_size, decoder=args.decoder):
             bar.update(x.shape[0])
             yield x
 
@@ -158,8 +162,11 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
               "generated_images": n, "classes": len(gen.class_names), "image_size": size,
               "dit_steps": args.steps or sampling.steps,
               "dit_guidance": sampling.guidance if args.guidance is None else args.guidance,
-              "decoder_steps": args.decoder_steps if gen.autoencoder.samples else None,
-              "decoder_guidance": args.decoder_guidance if gen.autoencoder.samples else None,
+              "decoder": args.decoder,
+              "decoder_steps": (args.decoder_steps if gen.autoencoder.samples
+                                and args.decoder == "sample" else None),
+              "decoder_guidance": (args.decoder_guidance if gen.autoencoder.samples
+                                   and args.decoder == "sample" else None),
               "seed": args.seed, "metrics": metrics, "left_out": left_out, "values": values,
               "definitions": {m: GEN_METRICS[m][1] for m in metrics}}
     md = generation_markdown(report)
@@ -178,8 +185,12 @@ def generation_markdown(report: dict) -> str:
     head = [GEN_METRICS[m][0] for m in report["metrics"]]
     cells = [f"{v[m]:.4g}" + (f" ± {v['is_std']:.2f}" if m == "is" else "")
              for m in report["metrics"]]
+    how = ("decoded by the deterministic decoder (D_Initial)" if report["decoder"] == "initial"
+           else f"decoded with {report['decoder_steps']} steps at w = "
+                f"{report['decoder_guidance']}" if report["decoder_steps"] else "decoded")
     lines = [f"{report['generated_images']} generated images ({report['classes']} classes in "
-             f"turn, DiT {report['dit_steps']} steps at w = {report['dit_guidance']}) against "
+             f"turn, DiT {report['dit_steps']} steps at w = {report['dit_guidance']}; {how}) "
+             "against "
              f"{report['reference_images']} reference images of {report['reference']} at "
              f"{report['image_size']} px.", ""]
     if report["left_out"]:

@@ -114,16 +114,29 @@ class Generator:
         std = torch.tensor(lat["std"], dtype=z.dtype, device=z.device).view(-1, 1, 1)
         return z * std + mean
 
+    def check_decoder(self, decoder: str) -> None:
+        """"sample", or "initial" where the autoencoder has a deterministic decoder."""
+        from swycc.kinds import kind_of
+
+        if decoder not in ("sample", "initial"):
+            raise GenerateError(f"decoder must be 'sample' or 'initial', got {decoder!r}")
+        if decoder == "initial" and kind_of(self.autoencoder).initial_label is None:
+            raise GenerateError(f"a {self.autoencoder.kind} autoencoder has no deterministic "
+                                "decoder (--decoder initial)")
+
     @torch.no_grad()
     def batches(self, labels: torch.Tensor, *, steps: int | None = None,
                 guidance: float | None = None, decoder_steps: int = 20,
-                decoder_guidance: float = 0.5, seed: int = 0, batch_size: int = 16
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                decoder_guidance: float = 0.5, seed: int = 0, batch_size: int = 16,
+                decoder: str = "sample") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(labels, images) batch by batch, images (B, 3, H, W) in [-1, 1] on the CPU. One
         generator seeded by ``seed`` draws the DiT's and the decoder's noise in order, so the
-        same labels, settings and seed give the same images."""
+        same labels, settings and seed give the same images. ``decoder="initial"`` decodes with
+        the autoencoder's deterministic decoder (SWYCC's D_Initial) instead: the same latents
+        without D_Refine's sampling."""
         from swycc.dit_objective import dit_sample
 
+        self.check_decoder(decoder)
         sampling = self.meta["config"].sampling
         steps = steps or sampling.steps
         guidance = sampling.guidance if guidance is None else guidance
@@ -132,8 +145,11 @@ class Generator:
         for i in range(0, len(labels), batch_size):
             y = labels[i:i + batch_size].to(self.device)
             z = self.denormalize(dit_sample(self.dit, y, shape, steps, guidance, g))
-            x = self.autoencoder.decode(z, steps=decoder_steps, guidance=decoder_guidance,
-                                        generator=g)
+            if decoder == "initial":
+                x = self.autoencoder.decode_initial(z).clamp(-1, 1)
+            else:
+                x = self.autoencoder.decode(z, steps=decoder_steps, guidance=decoder_guidance,
+                                            generator=g)
             yield y.cpu(), x.float().cpu()
 
 

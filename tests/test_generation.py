@@ -189,6 +189,12 @@ def test_eval_generation_end_to_end(labelled, capsys):
     assert a["values"] == b["values"] and a["generated_images"] == 4
     assert set(a["values"]) == {"mmd_effnetlite0"} and a["left_out"] == []
     assert "| MMD EffNet-Lite0" in (labelled / "ev1" / "metrics.md").read_text()
+    # the same latents through D_Initial instead of D_Refine's sampling
+    assert main([*common, "--decoder", "initial", "--out", str(labelled / "ev3")]) == 0
+    c = json.loads((labelled / "ev3" / "metrics.json").read_text())
+    assert c["decoder"] == "initial" and c["decoder_steps"] is None
+    assert c["values"] != a["values"]
+    assert "deterministic decoder" in (labelled / "ev3" / "metrics.md").read_text()
     capsys.readouterr()
     # bad inputs: one error line, exit 2, no report
     for bad, msg in ((["--metrics", "gfidd"], "unknown generation metric"),
