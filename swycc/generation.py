@@ -57,13 +57,37 @@ def check_autoencoder(dit_meta: dict, ae_checkpoint: str | os.PathLike | None) -
                             "autoencoder its latents came from, not its weights; pass the "
                             "checkpoint given to encode-dataset")
     have = json.loads(json.dumps(autoencoder_identity(ae_checkpoint)))
-    if have != want:
-        what = ("weights" if have.get("config") == want.get("config") else "config")
+    if have["weights_sha256"] != want.get("weights_sha256"):
         raise GenerateError(f"--ae-checkpoint {ae_checkpoint}: not the autoencoder this DiT was "
-                            f"trained on (its {what} differ; "
-                            f"expected weights sha256 {str(want.get('weights_sha256'))[:12]}..., "
-                            f"got {have['weights_sha256'][:12]}...)")
+                            f"trained on (its weights differ: expected sha256 "
+                            f"{str(want.get('weights_sha256'))[:12]}..., got "
+                            f"{have['weights_sha256'][:12]}...)")
+    differ = config_differences(want.get("config") or {}, have["config"])
+    if differ:
+        raise GenerateError(f"--ae-checkpoint {ae_checkpoint}: not the autoencoder this DiT was "
+                            f"trained on (its config differs in {', '.join(differ[:5])})")
     return have
+
+
+def config_differences(recorded: dict, current: dict) -> list[str]:
+    """Dotted options whose values differ between a recorded autoencoder config and the
+    checkpoint's. Both are read through today's Config first, so an option added to swycc after
+    the record was made (present in one, defaulted in the other) is not a difference."""
+    from swycc.config import Config
+
+    try:
+        recorded = json.loads(json.dumps(Config.from_dict(recorded).to_dict()))
+    except (ValueError, TypeError):
+        pass  # an option since removed: compare as recorded
+
+    def walk(a, b, prefix=""):
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                yield from walk(a.get(k), b.get(k), f"{prefix}{k}.")
+        elif a != b:
+            yield prefix.rstrip(".")
+
+    return list(walk(recorded, current))
 
 
 def balanced_labels(n: int, num_classes: int) -> torch.Tensor:

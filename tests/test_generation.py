@@ -226,3 +226,17 @@ def test_experiment_stops_with_exit_75_when_sigterm_stops_an_arm(labelled, monke
         assert rc == 75 and "re-run the same command" in capsys.readouterr().err
         assert not list(out.glob("results*"))  # no report of a half-trained arm
     assert len(calls) == 2  # each stopped at its first arm
+
+
+def test_autoencoder_record_survives_options_added_later():
+    """A DiT's record of its autoencoder's config, made before swycc grew an option, still
+    matches that autoencoder; a real change of value does not."""
+    from swycc.config import get_preset
+    from swycc.generation import config_differences
+
+    now = json.loads(json.dumps(get_preset("tiny").to_dict()))
+    old = json.loads(json.dumps(now))
+    del old["loss"]["disc_lr_scale"]  # an option added after the record was written
+    assert config_differences(old, now) == []
+    old["model"]["encoder"]["latent_channels"] = 8
+    assert config_differences(old, now) == ["model.encoder.latent_channels"]
