@@ -133,10 +133,10 @@ class Generator:
 
     def denormalize(self, z: torch.Tensor) -> torch.Tensor:
         """Undo the latent dataset's per-channel normalisation: z * std + mean."""
+        from swycc.latent_dataset import denormalize
+
         lat = self.meta["latents"]
-        mean = torch.tensor(lat["mean"], dtype=z.dtype, device=z.device).view(-1, 1, 1)
-        std = torch.tensor(lat["std"], dtype=z.dtype, device=z.device).view(-1, 1, 1)
-        return z * std + mean
+        return denormalize(z, lat["mean"], lat["std"])
 
     def check_decoder(self, decoder: str) -> None:
         """"sample", or "initial" where the autoencoder has a deterministic decoder."""

@@ -394,7 +394,13 @@ class LatentDataset(torch.utils.data.Dataset):
 
     def denormalize(self, z: torch.Tensor) -> torch.Tensor:
         """z * std + mean: what a DiT sample becomes before the autoencoder decodes it."""
-        return z * _ch(self.std, z) + _ch(self.mean, z)
+        return denormalize(z, self.mean, self.std)
+
+
+def denormalize(z: torch.Tensor, mean, std) -> torch.Tensor:
+    """z * std + mean per channel (mean, std: sequences or tensors of C values); z: (C, h, w)
+    or (N, C, h, w)."""
+    return z * _ch(torch.as_tensor(std), z) + _ch(torch.as_tensor(mean), z)
 
 
 def _ch(v: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
