@@ -238,6 +238,21 @@ def weights_file(path: str | os.PathLike) -> Path:
     return file
 
 
+def weights_sha256(path: str | os.PathLike) -> str:
+    """sha256 over a checkpoint's tensors (name, dtype, shape, bytes; sorted by name), not over
+    its file: safetensors writes the header's metadata in an arbitrary order, so two exports of
+    the same weights and config can differ byte for byte."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with safe_open(str(weights_file(path)), "pt") as f:
+        for name in sorted(f.keys()):
+            t = f.get_tensor(name).contiguous()
+            digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def read_config(path: str | os.PathLike) -> Config:
     """The Config stored in a safetensors file's metadata."""
     file = weights_file(path)

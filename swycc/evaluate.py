@@ -89,6 +89,31 @@ def load_extractors(metrics: list[str], weights_dir: str | None = None,
     return out
 
 
+def load_available(wanted: list[str] | None, weights_dir: str | None = None,
+                   device: str = "cpu", offline: tuple[str, ...] = (),
+                   weighted: tuple[str, ...] = (), loads_as: dict[str, str] | None = None
+                   ) -> tuple[list[str], dict[str, nn.Module]]:
+    """(metrics, extractors): ``wanted``, all of which must load (a missing weight file is an
+    error); or, when None, the ``offline`` metrics always and each ``weighted`` one whose weights
+    load. ``loads_as`` names the METRICS entry whose extractor a metric uses (gfid -> rfid)."""
+    loads_as = loads_as or {}
+
+    def load(names):
+        return load_extractors([loads_as.get(m, m) for m in names], weights_dir, device)
+
+    if wanted:
+        return list(wanted), load(wanted)
+    metrics, extractors = list(offline), load(offline)
+    for m in weighted:
+        try:
+            if METRICS[loads_as.get(m, m)][2] not in extractors:
+                extractors.update(load([m]))
+            metrics.append(m)
+        except (OSError, ValueError):
+            pass  # weights not present here: the metric is left out and the report says so
+    return metrics, extractors
+
+
 # ---- reference statistics cache -------------------------------------------------------------
 
 
@@ -202,7 +227,7 @@ def _image(item) -> torch.Tensor:
     return item[0] if isinstance(item, (tuple, list)) else item
 
 
-def _batches(dataset, n: int, batch: int):
+def image_batches(dataset, n: int, batch: int):
     for i in range(0, n, batch):
         yield torch.stack([_image(dataset[j]) for j in range(i, min(n, i + batch))])
 
@@ -255,13 +280,13 @@ def evaluate_model(model, dataset, metrics: list[str], extractors: dict[str, nn.
     g = torch.Generator(device=device).manual_seed(seed)
     start = time.perf_counter()
     bar = tqdm(total=n, unit="img", desc="eval", disable=not progress, leave=False)
-    for x in _batches(dataset, n, batch_size):
-        x = maths.quantize_uint8(x.to(device)).float() / 127.5 - 1.0  # 8-bit levels, [-1, 1]
+    for x in image_batches(dataset, n, batch_size):
+        x = maths.quantized(x.to(device))  # the 8-bit levels a PNG holds
         if decoder == "initial":
             xs = model.reconstruct_initial(x).unsqueeze(1)
         else:
             xs = model.reconstruct(x, steps=steps, guidance=guidance, samples=s, generator=g)
-        y = maths.quantize_uint8(xs.flatten(0, 1)).float() / 127.5 - 1.0  # (B*S, 3, H, W)
+        y = maths.quantized(xs.flatten(0, 1))  # (B*S, 3, H, W)
         xr = x.repeat_interleave(s, dim=0)
         for m in sums:
             if m == "perceptual_effnetlite0":
@@ -383,7 +408,7 @@ def run_eval(args: argparse.Namespace) -> int:
     held_out = configs[0].data.held_out if args.held_out is None else args.held_out
     if held_out < 1:
         raise ValueError(f"--held-out must be >= 1, got {held_out}")
-    dataset = _dataset(args.data, size, held_out)
+    dataset = eval_dataset(args.data, size, held_out)
     n = len(dataset) if args.num_images is None else min(args.num_images, len(dataset))
     cache = ReferenceCache(None if args.no_cache else (args.cache_dir or default_cache_dir()))
     data_id = data_identity(args.data, dataset, size, n)
@@ -412,8 +437,10 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dataset(data: str | None, size: int, held_out: int):
-    """Evaluation crops: a folder's largest centre squares, or the embedded held-back crops."""
+def eval_dataset(data: str | None, size: int, held_out: int = 16):
+    """Evaluation images: every image of a folder (class sub-folders or not), largest centre
+    square resized to ``size`` (the latents' preprocessing too), or the embedded held-back
+    crops."""
     from swycc.config import DataConfig
     from swycc.data import build_dataset
 

@@ -67,32 +67,32 @@ def register(sub) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    import torch
+
     from swycc.data import save_image
-    from swycc.generation import Generator, check_autoencoder, parse_classes
+    from swycc.generation import Generator
     from swycc.outputs import OutputPlan, safe_stem
-    from swycc.train.dit_task import load_dit
     from swycc.visual import save_grid
 
-    _, meta = load_dit(args.dit)  # validate classes, autoencoder and outputs before any work
-    names = list(meta["latents"]["class_names"])
-    classes = parse_classes(args.classes, names)
-    check_autoencoder(meta, args.ae_checkpoint)
+    # the DiT, its autoencoder (checked against its record), the classes and the outputs are
+    # all validated before any image is made
+    gen = Generator.load(args.dit, args.ae_checkpoint, args.device)
+    gen.check_decoder(args.decoder)
+    labels = gen.labels(args.classes, args.per_class)
+    classes = list(dict.fromkeys(labels.tolist()))
+    names = gen.class_names
     plan = OutputPlan(overwrite=args.overwrite)
     out = Path(args.out)
-    order = [(c, k) for c in classes for k in range(args.per_class)]
+    order = [(c, k) for c in classes for k in range(args.per_class)]  # = labels, in order
     paths = {key: plan.add_file(out / f"{key[0]:04d}-{safe_stem(names[key[0]])}_{key[1]}.png")
              for key in order}
     grid_path = plan.add_file(out / "grid.png")
     plan.check()
 
-    gen = Generator.load(args.dit, args.ae_checkpoint, args.device)
-    labels = gen.labels(args.classes, args.per_class)
     xs = [x for _, x in gen.batches(labels, steps=args.steps, guidance=args.guidance,
                                     decoder_steps=args.decoder_steps,
                                     decoder_guidance=args.decoder_guidance, seed=args.seed,
                                     batch_size=args.batch_size, decoder=args.decoder)]
-    import torch
-
     images = dict(zip(order, torch.cat(xs)))
     with plan.writing() as stage:
         for key, path in paths.items():
@@ -107,11 +107,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_eval_generation(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from swycc.evaluate import ReferenceCache, default_cache_dir
+    from swycc.evaluate import ReferenceCache, data_identity, default_cache_dir, eval_dataset
     from swycc.generation import Generator, balanced_labels
     from swycc.generation_eval import (GEN_METRICS, load_gen_extractors, parse_gen_metrics,
-                                       reference_dataset, reference_features, reference_id,
-                                       score_generated, stats_from_npz)
+                                       reference_features, score_generated, stats_from_npz)
     from swycc.outputs import OutputPlan
 
     plan = OutputPlan(overwrite=True)  # a report directory: its two files replaced as a pair
@@ -128,14 +127,14 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
     gen = Generator.load(args.dit, args.ae_checkpoint, args.device)
     gen.check_decoder(args.decoder)
     size = gen.image_size
-    dataset = reference_dataset(args.reference, size)
+    dataset = eval_dataset(args.reference, size)
     n_ref = min(args.reference_images or len(dataset), len(dataset))
     inception_stats = stats_from_npz(args.reference_stats) if args.reference_stats else None
     ref_metrics = [m for m in metrics if not (m == "gfid" and inception_stats)]
     reference = reference_features(
         dataset, n_ref, ref_metrics, extractors, cache=ReferenceCache(
             args.cache_dir or default_cache_dir()), device=args.device,
-        data_id=reference_id(args.reference, dataset, size, n_ref), batch_size=args.batch_size,
+        data_id=data_identity(args.reference, dataset, size, n_ref), batch_size=args.batch_size,
         progress=not args.no_progress)
     if inception_stats is not None:
         from swycc.evaluate import FeatureSet

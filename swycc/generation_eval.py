@@ -23,8 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from swycc.evaluate import (METRICS, FeatureSet, ReferenceCache, data_identity,
-                            distribution_scores)
+from swycc.evaluate import METRICS, FeatureSet, ReferenceCache, distribution_scores
 from swycc.metrics import maths
 
 # name -> (table label, definition, extractor); the reconstruction metrics' rows where the
@@ -40,8 +39,9 @@ GEN_METRICS: dict[str, tuple[str, str, str]] = {
     "mmd_effnetlite0": METRICS["mmd_effnetlite0"],
 }
 OFFLINE_GEN_METRICS = ("fd_effnetlite0", "mmd_effnetlite0")
-# the reconstruction metric whose extractor and maths each generation metric shares
-_AS_RECON = {"gfid": "rfid"}
+WEIGHTED_GEN_METRICS = ("gfid", "is", "cmmd", "fd_dinov2")  # where their weights load
+# the reconstruction metric whose extractor gFID uses (pytorch-fid's Inception, as rFID)
+_LOADS_AS = {"gfid": "rfid"}
 
 
 def parse_gen_metrics(text: str | None) -> list[str] | None:
@@ -61,27 +61,17 @@ def load_gen_extractors(wanted: list[str] | None, weights_dir: str | None = None
                         device: str = "cpu") -> tuple[list[str], dict[str, nn.Module], list[str]]:
     """(metrics, extractors, left out). ``wanted``: all must load (a missing weight file is an
     error). None: the offline proxies always, gFID/IS/CMMD/FD-DINOv2 where their weights load."""
-    from swycc.evaluate import load_extractors
+    from swycc.evaluate import load_available
 
-    as_recon = [_AS_RECON.get(m, m) for m in (wanted or OFFLINE_GEN_METRICS)]
-    extractors = load_extractors(as_recon, weights_dir, device)
-    if wanted:
-        return list(wanted), extractors, []
-    metrics, left_out = list(OFFLINE_GEN_METRICS), []
-    for m in ("gfid", "is", "cmmd", "fd_dinov2"):
-        try:
-            needs = GEN_METRICS[m][2]
-            if needs not in extractors:
-                extractors.update(load_extractors([_AS_RECON.get(m, m)], weights_dir, device))
-            metrics.append(m)
-        except (OSError, ValueError):
-            left_out.append(m)  # weights not present here: the report says so
+    metrics, extractors = load_available(wanted, weights_dir, device, OFFLINE_GEN_METRICS,
+                                         WEIGHTED_GEN_METRICS, _LOADS_AS)
+    left_out = [] if wanted else [m for m in WEIGHTED_GEN_METRICS if m not in metrics]
     return metrics, extractors, left_out
 
 
 def _stream(sets: dict[str, FeatureSet], nets: dict[str, nn.Module], x: torch.Tensor,
             batch: int) -> None:
-    x = maths.quantize_uint8(x).float() / 127.5 - 1.0  # 8-bit levels, [-1, 1]
+    x = maths.quantized(x)  # the 8-bit levels a PNG holds
     for k, feats in sets.items():
         feats.add(nets[k], x, batch)
 
@@ -95,7 +85,7 @@ def reference_features(dataset, n: int, metrics: list[str], extractors: dict[str
     cache when ``data_id`` names them and they are there)."""
     from tqdm import tqdm
 
-    from swycc.evaluate import KEEP_FEATURES, _batches
+    from swycc.evaluate import KEEP_FEATURES, image_batches
 
     cache = cache or ReferenceCache(None)
     needed = {GEN_METRICS[m][2] for m in metrics if m != "is"}
@@ -109,7 +99,7 @@ def reference_features(dataset, n: int, metrics: list[str], extractors: dict[str
             todo[k] = FeatureSet(extractors[k], k in KEEP_FEATURES, logits=False)
     if todo:
         bar = tqdm(total=n, unit="img", desc="reference", disable=not progress, leave=False)
-        for x in _batches(dataset, n, batch_size):
+        for x in image_batches(dataset, n, batch_size):
             _stream(todo, extractors, x.to(device), batch_size)
             bar.update(x.shape[0])
         bar.close()
@@ -156,25 +146,11 @@ def score_generated(batches: Iterable[torch.Tensor], metrics: list[str],
     if n < 2:
         raise ValueError(f"need at least 2 generated images to score, got {n}")
     values: dict[str, float] = {}
-    for m in metrics:
+    for m in metrics:  # gfid, fd_*: Frechet; cmmd, mmd_*: MMD; is: Inception Score
         ext = GEN_METRICS[m][2]
-        scores = distribution_scores(_AS_RECON.get(m, m), sets[ext], reference.get(ext))
-        values.update({(m if k == _AS_RECON.get(m) else k): v for k, v in scores.items()})
+        values.update(distribution_scores(m, sets[ext], reference.get(ext)))
     return values, n
 
 
-def reference_dataset(folder: str, size: int):
-    """The reference images: every image under ``folder`` (class sub-folders or not), largest
-    centre square resized to ``size``: the preprocessing encode-dataset gives the DiT."""
-    from swycc.config import DataConfig
-    from swycc.data import build_dataset
-
-    return build_dataset(DataConfig(path=folder), size, train=False)
-
-
-def reference_id(folder: str, dataset, size: int, n: int) -> str:
-    return data_identity(folder, dataset, size, n)
-
-
-__all__ = ["GEN_METRICS", "OFFLINE_GEN_METRICS", "load_gen_extractors", "parse_gen_metrics",
-           "reference_dataset", "reference_features", "score_generated", "stats_from_npz"]
+__all__ = ["GEN_METRICS", "OFFLINE_GEN_METRICS", "WEIGHTED_GEN_METRICS", "load_gen_extractors",
+           "parse_gen_metrics", "reference_features", "score_generated", "stats_from_npz"]

@@ -407,28 +407,11 @@ def _ch(v: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return v.to(z.device, z.dtype).view(-1, 1, 1)
 
 
-def weights_sha256(file: str | os.PathLike) -> str:
-    """sha256 over a safetensors file's tensors (name, dtype, shape, bytes; sorted by name), not
-    over its bytes: safetensors writes the header's metadata in an arbitrary order, so two
-    exports of the same weights and config can differ byte for byte."""
-    import hashlib
-
-    from safetensors import safe_open
-
-    digest = hashlib.sha256()
-    with safe_open(str(file), "pt") as f:
-        for name in sorted(f.keys()):
-            t = f.get_tensor(name).contiguous()
-            digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 def autoencoder_identity(checkpoint: str | os.PathLike) -> dict:
     """What names an exported autoencoder: its config (as stored) and the sha256 of its weights
     (``weights_sha256``). Latents and a DiT trained on them carry it; ``swycc generate`` checks
     it."""
-    from swycc.autoencoder import read_config, weights_file
+    from swycc.autoencoder import read_config, weights_file, weights_sha256
 
     file = weights_file(checkpoint)
     return {"config": read_config(file).to_dict(), "weights_sha256": weights_sha256(file)}

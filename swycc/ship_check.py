@@ -27,7 +27,6 @@ candidate passes every criterion; 1 it fails at least one (the report is still w
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 
@@ -53,11 +52,6 @@ DEFINITIONS = {
     "spectrum_distance_db": "RMS over radius bins of the dB difference of the radially averaged "
                             "power spectra (swycc.metrics.spectrum)",
 }
-
-
-def quantised(x: torch.Tensor) -> torch.Tensor:
-    """8-bit levels back in [-1, 1] (what a PNG holds)."""
-    return maths.quantize_uint8(x).float() / 127.5 - 1.0
 
 
 def bicubic_from_eighth(x: torch.Tensor, factor: int = FACTOR) -> torch.Tensor:
@@ -125,7 +119,7 @@ def load_photos(folder: str, size: int) -> tuple[list[str], torch.Tensor]:
         raise ValueError(f"--data {folder}: no such image folder")
     files = list_images(folder)
     x = torch.stack([center_crop_square(load_image(p), size) for p in files])
-    return [p.name for p in files], quantised(x)
+    return [p.name for p in files], maths.quantized(x)
 
 
 @torch.no_grad()
@@ -135,10 +129,10 @@ def measure_model(model, x: torch.Tensor, names: list[str], steps: int, guidance
     from swycc.evaluate import evaluate_model
 
     x = x.to(device)
-    initial = quantised(torch.cat([model.reconstruct_initial(x[i:i + 8])
+    initial = maths.quantized(torch.cat([model.reconstruct_initial(x[i:i + 8])
                                    for i in range(0, len(x), 8)]))
     g = torch.Generator(device=device).manual_seed(seed)
-    sample = quantised(torch.cat([model.reconstruct(x[i:i + 8], steps, guidance, generator=g)
+    sample = maths.quantized(torch.cat([model.reconstruct(x[i:i + 8], steps, guidance, generator=g)
                                   for i in range(0, len(x), 8)]))
     shift, per_channel = colour_shift(initial, x)
     psnr_i, psnr_s = maths.psnr(initial, x), maths.psnr(sample, x)
@@ -161,7 +155,7 @@ def ship_check(candidate: str, baseline: str, data: str, size: int = SIZE, steps
                guidance: float = GUIDANCE, seed: int = 0, device: str = "cpu",
                progress: bool = True) -> tuple[dict, dict]:
     """The report (JSON-ready) and the images for the grid; raises on bad input."""
-    from swycc.autoencoder import Autoencoder, weights_file, read_config
+    from swycc.autoencoder import Autoencoder, read_config, weights_file, weights_sha256
     from swycc.evaluate import load_extractors
     from swycc.kinds import get_kind
     from swycc.pretrained import display_path
@@ -176,11 +170,11 @@ def ship_check(candidate: str, baseline: str, data: str, size: int = SIZE, steps
                              f"decoder to check")
     names, x = load_photos(data, size)
     extractors = load_extractors(list(HELD_BACK), device=device)
-    bicubic = quantised(bicubic_from_eighth(x))
+    bicubic = maths.quantized(bicubic_from_eighth(x))
     psnr_b = maths.psnr(bicubic, x)
     measured, models, hashes = {}, {}, {}
     for role, f in files.items():
-        hashes[role] = hashlib.sha256(f.read_bytes()).hexdigest()
+        hashes[role] = weights_sha256(f)
         same = [r for r in measured if hashes[r] == hashes[role]]
         model = Autoencoder.from_pretrained(f).to(device).eval()
         measured[role] = measured[same[0]] if same else measure_model(

@@ -85,10 +85,18 @@ def save_variance_panel(x: torch.Tensor, samples: torch.Tensor,
     for ax, title in zip(axes[0], ["original", "sample 1",
                                    f"variance over {samples.shape[1]} samples"]):
         ax.set_title(title, fontsize=9)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> None:
+    """Lay out, write (all or nothing: a temporary file, then renamed) and close a matplotlib
+    figure."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    fig.savefig(tmp, dpi=dpi)
     plt.close(fig)
     os.replace(tmp, path)

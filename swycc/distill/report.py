@@ -33,11 +33,6 @@ GOAL_DECODE_RATIO = 2.0  # 1-step decode time <= 2x the GAN decoder's
 PROXIES = ("fd_effnetlite0", "mmd_effnetlite0")
 
 
-def _q(x: torch.Tensor) -> torch.Tensor:
-    """8-bit levels back in [-1, 1] (what a PNG holds; as ``swycc eval``)."""
-    return maths.quantize_uint8(x).float() / 127.5 - 1.0
-
-
 def score(y: torch.Tensor, x: torch.Tensor, extractors: dict, metrics: list[str]) -> dict:
     """Metrics of reconstructions y against originals x, both (N, 3, H, W) quantised."""
     out = {"psnr": float(maths.psnr(y, x).mean()), "ssim": float(maths.ssim(y, x).mean()),
@@ -110,7 +105,7 @@ def distill_report(teacher, student1, student2, out: str | os.PathLike, gan=None
     n = min(num_images, len(dataset))
     if n < 2:
         raise ValueError(f"need at least 2 held-back images, got {n}")
-    x = _q(torch.stack([dataset[i][0] for i in range(n)]).to(device))
+    x = maths.quantized(torch.stack([dataset[i][0] for i in range(n)]).to(device))
     w = teacher.config.sampling.guidance
     decoders = {
         "D_Initial": (lambda xb, g: teacher.reconstruct_initial(xb), None),
@@ -129,7 +124,7 @@ def distill_report(teacher, student1, student2, out: str | os.PathLike, gan=None
     recon, rows = {}, []
     for name, (fn, steps) in tqdm(decoders.items(), desc="reconstruct", disable=not progress):
         g = torch.Generator(device=device).manual_seed(seed)  # same start noise for each
-        recon[name] = _q(torch.cat([fn(x[i:i + 16], g) for i in range(0, n, 16)]))
+        recon[name] = maths.quantized(torch.cat([fn(x[i:i + 16], g) for i in range(0, n, 16)]))
         rows.append({"decoder": name, "steps": steps, **score(recon[name], x, extractors,
                                                              metrics)})
     init, teach = rows[0]["gradient_energy_ratio"], rows[1]["gradient_energy_ratio"]

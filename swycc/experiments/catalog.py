@@ -97,6 +97,7 @@ def plot_results(report: dict, path: Path, x: str | None = None) -> None:
     import matplotlib.pyplot as plt
 
     from swycc.evaluate import METRICS
+    from swycc.visual import save_figure
 
     rows, metrics = report["results"], report["metrics"]
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.2), squeeze=False)
@@ -105,9 +106,7 @@ def plot_results(report: dict, path: Path, x: str | None = None) -> None:
         ax.set_title(METRICS[m][0], fontsize=9)
     fig.suptitle(f"{report['experiment']}: {report['steps_per_arm']} steps per arm, "
                  f"{report['images']} held-back images", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ results.png (each metric against the swept value, one line per value of the othe
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -110,7 +109,7 @@ def run_decode_sweep(name: str, model, checkpoint, out, steps: list[int],
                      guidance: list[float], eval_data: str | None, eval_images: int,
                      samples: int, seed: int, device: str, weights_dir: str | None,
                      metrics: list[str] | None, progress: bool = True) -> dict:
-    from swycc.autoencoder import weights_file
+    from swycc.autoencoder import weights_sha256
     from swycc.data import build_dataset
     from swycc.evaluate import METRICS, ReferenceCache, data_identity, evaluate_model
     from swycc.experiments.runner import WEIGHTED_METRICS, available_metrics, write_json
@@ -124,7 +123,7 @@ def run_decode_sweep(name: str, model, checkpoint, out, steps: list[int],
     size = model.config.model.image_size
     dataset = build_dataset(replace(model.config.data, path=eval_data), size, train=False)
     n = min(eval_images, len(dataset))
-    weights = hashlib.sha256(weights_file(checkpoint).read_bytes()).hexdigest()
+    weights = weights_sha256(checkpoint)
     key = {"weights_sha256": weights, "data": data_identity(eval_data, dataset, size, n),
            "metrics": metrics, "samples": samples, "seed": seed}
     cache = ReferenceCache(None)  # reference features computed once, shared by the settings
@@ -193,6 +192,7 @@ def plot(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     from swycc.evaluate import METRICS
+    from swycc.visual import save_figure
 
     x = report["experiment"]
     other, sym = ("guidance", "w") if x == "steps" else ("steps", "steps")
@@ -220,12 +220,7 @@ def plot(report: dict, path: Path) -> None:
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(f"{x}: {report['images']} held-back images of {report['eval_data']}, "
                  f"{report['samples_per_image']} sample(s) each", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def _write_text(path: Path, text: str) -> None:

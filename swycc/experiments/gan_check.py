@@ -50,8 +50,8 @@ def gan_check_arms(base: Config, **_) -> list[Arm]:
 def sharpness_extras(model, run_dir: Path, dataset, num_images: int, device: str) -> dict:
     """Sharpness of one arm's deterministic reconstructions, per image and over the set, and
     the GAN state its training logged."""
-    from swycc.distill.report import _q as to_8bit
     from swycc.distill.report import score
+    from swycc.metrics.maths import quantized
     from swycc.metrics.spectrum import spectrum_distance
     from swycc.visual import gradient_energy
 
@@ -59,7 +59,7 @@ def sharpness_extras(model, run_dir: Path, dataset, num_images: int, device: str
                      for i in range(num_images)])
     ys = [model.reconstruct_initial(x[i:i + 16].to(device)).cpu()
           for i in range(0, num_images, 16)]
-    y, x = to_8bit(torch.cat(ys)), to_8bit(x)
+    y, x = quantized(torch.cat(ys)), quantized(x)
     overall = score(y, x, {}, [])
     per_image = {"gradient_energy_ratio": (gradient_energy(y) / gradient_energy(x)).tolist(),
                  "spectrum_distance_db": spectrum_distance(y, x).tolist()}
@@ -137,6 +137,7 @@ def plot(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     from swycc.evaluate import METRICS
+    from swycc.visual import save_figure
 
     rows = report["results"]
     panels = [(k, k.replace("_", " "), lambda r, k=k: r["extras"]["sharpness"][k])
@@ -160,9 +161,7 @@ def plot(report: dict, path: Path) -> None:
         axes[-1].set_title("GAN: mean D logits", fontsize=8)
     fig.suptitle(f"gan-check: {report['steps_per_arm']} steps per arm, {report['images']} "
                  f"held-back images", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 __all__ = ["conclude", "gan_check_arms", "gan_state", "plot", "sharpness_extras"]

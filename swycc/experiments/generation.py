@@ -75,9 +75,8 @@ def run_generation_experiment(name: str, arms: list[Arm], out, budget: Budget,
                               weights_dir: str | None = None, progress: bool = True,
                               metrics: list[str] | None = None, plot_x: str | None = None
                               ) -> dict:
-    from swycc.evaluate import ReferenceCache
-    from swycc.generation_eval import (load_gen_extractors, reference_dataset,
-                                       reference_features, reference_id)
+    from swycc.evaluate import ReferenceCache, data_identity, eval_dataset
+    from swycc.generation_eval import load_gen_extractors, reference_features
     from swycc.latent_dataset import scan_class_folder
 
     out = Path(out)
@@ -94,11 +93,11 @@ def run_generation_experiment(name: str, arms: list[Arm], out, budget: Budget,
         raise ValueError(f"the arms of an experiment share one image size, got {sorted(sizes)}")
     size = sizes.pop()
     scoring = _Scoring(*load_gen_extractors(metrics, weights_dir, device))
-    dataset = reference_dataset(data, size)
+    dataset = eval_dataset(data, size)
     scoring.n_ref = min(gen.reference_images or len(dataset), len(dataset))
     scoring.reference = reference_features(
         dataset, scoring.n_ref, scoring.metrics, scoring.extractors,
-        data_id=reference_id(data, dataset, size, scoring.n_ref),
+        data_id=data_identity(data, dataset, size, scoring.n_ref),
         cache=ReferenceCache(out / "reference-cache"), device=device, progress=progress)
     rows = []
     for arm in arms:
@@ -120,6 +119,7 @@ def run_generation_experiment(name: str, arms: list[Arm], out, budget: Budget,
 def _run_arm(arm: Arm, run: Path, budget: Budget, gen: GenerationBudget, dit_cfg, data: str,
              scoring: _Scoring, device: str, progress: bool) -> list[dict]:
     from swycc.autoencoder import Autoencoder
+    from swycc.generation import Generator
     from swycc.latent_dataset import autoencoder_identity, encode_dataset
     from swycc.train.autoencoder_task import train_autoencoder
     from swycc.train.dit_task import train_dit
@@ -140,48 +140,44 @@ def _run_arm(arm: Arm, run: Path, budget: Budget, gen: GenerationBudget, dit_cfg
                 continue
         res = finished(train_dit(dit_cfg, run / "latents", run / "dit", device=device,
                                  max_steps=step, progress=progress))
-        values = _score(res.export, ae_res.export, gen, scoring, device)
+        generator = Generator.load(res.export, ae_res.export, device)
+        values = _score(generator, gen, scoring, device)
         rec = {"arm": arm.name, **arm.factors, "method": ae.kind,
                "latent_channels": cfg.model.latent_channels, "dit_step": res.step,
                "metrics": values, "key": key}
         write_json(path, rec)
         rows.append(rec)
         if step == gen.eval_steps()[-1]:
-            _sample_grid(res.export, ae_res.export, gen, run / "samples.png", device)
+            _sample_grid(generator, gen, run / "samples.png")
     return rows
 
 
-def _score(dit_export: Path, ae_export: Path, gen: GenerationBudget, scoring: _Scoring,
-           device: str) -> dict:
-    from swycc.generation import Generator, balanced_labels
+def _images(g, gen: GenerationBudget, labels):
+    """The generated images of ``labels``, batch by batch, with the budget's settings."""
+    return (x for _, x in g.batches(labels, steps=gen.sample_steps, guidance=gen.guidance,
+                                    decoder_steps=gen.decoder_steps,
+                                    decoder_guidance=gen.decoder_guidance, seed=gen.seed,
+                                    batch_size=gen.batch_size))
+
+
+def _score(g, gen: GenerationBudget, scoring: _Scoring, device: str) -> dict:
+    from swycc.generation import balanced_labels
     from swycc.generation_eval import score_generated
 
-    g = Generator.load(dit_export, ae_export, device)
     labels = balanced_labels(gen.images, len(g.class_names))
-    batches = (x for _, x in g.batches(labels, steps=gen.sample_steps, guidance=gen.guidance,
-                                       decoder_steps=gen.decoder_steps,
-                                       decoder_guidance=gen.decoder_guidance, seed=gen.seed,
-                                       batch_size=gen.batch_size))
-    values, _ = score_generated(batches, scoring.metrics, scoring.extractors, scoring.reference,
-                                batch_size=gen.batch_size, device=device)
+    values, _ = score_generated(_images(g, gen, labels), scoring.metrics, scoring.extractors,
+                                scoring.reference, batch_size=gen.batch_size, device=device)
     return values
 
 
-def _sample_grid(dit_export: Path, ae_export: Path, gen: GenerationBudget, path: Path,
-                 device: str) -> None:
+def _sample_grid(g, gen: GenerationBudget, path: Path) -> None:
     import torch
 
-    from swycc.generation import Generator
     from swycc.visual import save_grid
 
-    g = Generator.load(dit_export, ae_export, device)
     k = len(g.class_names)
     labels = torch.arange(k).repeat_interleave(gen.grid_per_class)
-    xs = torch.cat([x for _, x in g.batches(labels, steps=gen.sample_steps,
-                                            guidance=gen.guidance,
-                                            decoder_steps=gen.decoder_steps,
-                                            decoder_guidance=gen.decoder_guidance,
-                                            seed=gen.seed, batch_size=gen.batch_size)])
+    xs = torch.cat(list(_images(g, gen, labels)))
     rows = [list(xs[c * gen.grid_per_class:(c + 1) * gen.grid_per_class]) for c in range(k)]
     tmp = path.with_name(f".{path.name}.tmp.png")
     save_grid(rows, tmp)
@@ -229,6 +225,7 @@ def plot(report: dict, path: Path, x: str | None) -> None:
 
     from swycc.experiments.catalog import metric_panel
     from swycc.generation_eval import GEN_METRICS
+    from swycc.visual import save_figure
 
     rows, metrics = report["results"], report["metrics"]
     last = max(r["dit_step"] for r in rows)
@@ -248,9 +245,7 @@ def plot(report: dict, path: Path, x: str | None) -> None:
         ax.legend(fontsize=6)
     fig.suptitle(f"{report['experiment']}: {report['generation']['images']} generated images "
                  f"per point", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 __all__ = ["GenerationBudget", "dit_config", "markdown", "plot", "run_generation_experiment"]

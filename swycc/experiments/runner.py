@@ -70,21 +70,9 @@ def available_metrics(weights_dir: str | None, device: str,
                       wanted: list[str] | None = None) -> tuple[list[str], dict]:
     """``wanted`` (all must load), or: the offline metrics always, and rFID, IS, CMMD and
     FD-DINOv2 where their weights load."""
-    from swycc.evaluate import load_extractors
+    from swycc.evaluate import load_available
 
-    if wanted:
-        return list(wanted), load_extractors(list(wanted), weights_dir, device)
-    metrics = list(OFFLINE_METRICS)
-    extractors = load_extractors(metrics, weights_dir, device)
-    for m, needs in (("rfid", "inception"), ("is", "inception"), ("cmmd", "clip"),
-                     ("fd_dinov2", "dinov2")):
-        try:
-            if needs not in extractors:
-                extractors.update(load_extractors([m], weights_dir, device))
-            metrics.append(m)
-        except (OSError, ValueError):
-            pass  # weights not present here: the metric is left out and the report says so
-    return metrics, extractors
+    return load_available(wanted, weights_dir, device, OFFLINE_METRICS, WEIGHTED_METRICS)
 
 
 def run_experiment(name: str, arms: list[Arm], out: str | os.PathLike, budget: Budget,

@@ -27,6 +27,12 @@ def quantize_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x.detach().double() + 1.0) * 127.5).round().clamp(0.0, 255.0)
 
 
+def quantized(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] floats -> the same 8-bit levels a saved PNG holds, back in [-1, 1] (float32):
+    what every metric scores."""
+    return quantize_uint8(x).float() / 127.5 - 1.0
+
+
 def to_unit_range(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] floats -> 8-bit levels / 255 in [0, 1] (float32): what ToTensor() gives a PNG."""
     return (quantize_uint8(x) / 255.0).float()
