@@ -143,6 +143,7 @@ class LossConfig(Validated):
     gan_loss: str = choice("hinge", ("hinge", "non-saturating"))
     lecam_weight: float = 0.001
     lecam_decay: float = 0.999
+    r1_weight: float = 0.0  # gamma of R1 (Mescheder et al. 2018): L_D += gamma/2 E||grad D(x)||^2
     disc_lr_scale: float = 1.0  # D's learning rate = this x the generator's (same schedule)
     disc_base_channels: int = 64
     disc_layers: int = 3
@@ -153,7 +154,7 @@ class LossConfig(Validated):
 
     def check(self) -> None:
         for name in ("perceptual_weight", "mse_weight", "adversarial_weight", "lecam_weight",
-                     "kl_weight", "disc_lr_scale"):
+                     "kl_weight", "disc_lr_scale", "r1_weight"):
             self.require(getattr(self, name) >= 0, name, "must be >= 0")
         self.require(0 <= self.cond_dropout < 1, "cond_dropout", "must be in [0, 1)")
         self.require(0 <= self.lecam_decay <= 1, "lecam_decay", "must be in [0, 1]")

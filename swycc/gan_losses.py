@@ -6,6 +6,8 @@
 - ``lecam_regularizer``: LeCAM (Tseng et al. 2021, "Regularizing generative adversarial networks
   under limited data", eq. 3), used by MAGVIT/MAGVIT-v2 for stability; ``ema_update`` keeps its
   anchors.
+- ``r1_penalty``: R1 (Mescheder et al. 2018, "Which training methods for GANs do actually
+  converge?", eq. 9), the squared gradient norm of D on real images (StyleGAN's regulariser).
 - ``adaptive_weight``: taming-transformers' (Esser et al. 2021, eq. 7) balance between the
   reconstruction and adversarial terms from their gradient norms at the decoder's last layer.
 
@@ -64,6 +66,18 @@ def lecam_regularizer(logits_real: torch.Tensor, logits_fake: torch.Tensor,
     a_r = torch.as_tensor(anchor_real, dtype=torch.float32, device=real.device).detach()
     a_f = torch.as_tensor(anchor_fake, dtype=torch.float32, device=real.device).detach()
     return F.relu(real - a_f).pow(2).mean() + F.relu(a_r - fake).pow(2).mean()
+
+
+def r1_penalty(real: torch.Tensor, logits_real: torch.Tensor) -> torch.Tensor:
+    """R1 = E_x ||grad_x D(x)||^2 (Mescheder et al. 2018, eq. 9 without its gamma / 2).
+
+    ``real`` must require grad and ``logits_real`` = D(real). A patch discriminator's per-image
+    score is the mean of its patch logits, so the penalty does not grow with the logit map. The
+    graph is kept (create_graph) so that backward through the penalty reaches D's parameters.
+    """
+    per_image = logits_real.float().flatten(1).mean(1)
+    (g,) = torch.autograd.grad(per_image.sum(), real, create_graph=True)
+    return g.float().pow(2).flatten(1).sum(1).mean()
 
 
 def ema_update(average: torch.Tensor, value: torch.Tensor, decay: float) -> torch.Tensor:

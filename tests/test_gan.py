@@ -16,6 +16,7 @@ from swycc.gan_losses import (
     ema_update,
     generator_loss,
     lecam_regularizer,
+    r1_penalty,
 )
 from swycc.nn.autoencoder_nets import Decoder
 from swycc.nn.discriminator import Discriminator
@@ -71,6 +72,49 @@ def test_lecam_regularizer_and_ema():
     want = (1.5 ** 2 + 0.0) / 2 + (0.5 ** 2 + 0.0) / 2
     assert lecam_regularizer(real, fake, 0.5, -0.5).item() == pytest.approx(want)
     assert ema_update(torch.tensor(1.0), torch.tensor(3.0), 0.75).item() == pytest.approx(1.5)
+
+
+def test_r1_penalty_exact_values():
+    # D(x) = 0.5 ||x||^2 (one logit per image): grad_x D = x, so R1 = mean_i ||x_i||^2
+    x = _batch(n=3, size=4).requires_grad_(True)
+    logits = 0.5 * x.pow(2).flatten(1).sum(1).view(3, 1, 1, 1)
+    want = x.detach().pow(2).flatten(1).sum(1).mean()
+    assert r1_penalty(x, logits).item() == pytest.approx(want.item(), rel=1e-6)
+    # a patch map D(x) = x[:, :1] (h x w logits): the per-image score is their mean, so
+    # grad = 1 / (h w) on channel 0 and R1 = h w / (h w)^2 = 1 / 16 at 4 x 4
+    x = _batch(n=2, size=4).requires_grad_(True)
+    assert r1_penalty(x, x[:, :1]).item() == pytest.approx(1 / 16)
+    # the graph is kept: the penalty back-propagates to D's parameters (here a scale a)
+    a = torch.tensor(2.0, requires_grad=True)
+    x = _batch(n=2, size=4).requires_grad_(True)
+    r1_penalty(x, a * x[:, :1]).backward()  # R1 = a^2 / 16  ->  dR1/da = a / 8
+    assert a.grad.item() == pytest.approx(2.0 / 8)
+
+
+def test_discriminator_step_adds_r1_on_real_images(tiny_cfg):
+    gamma = 10.0
+    model, obj = _objective(_gan_cfg(tiny_cfg, **{"loss.r1_weight": gamma}))
+    x = _batch()
+    _g_step(obj, model, x, step=0)
+    disc = obj.discriminator
+    # independent value: one image at a time, D's mean patch logit differentiated by hand
+    per_image = []
+    for xi in x:
+        xi = xi[None].clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(disc(xi).mean(), xi)
+        per_image.append(g.pow(2).sum())
+    want = torch.stack(per_image).mean()
+    model.zero_grad(set_to_none=True)
+    logs = obj.after_step(x, 0)
+    assert logs["r1"].item() == pytest.approx(want.item(), rel=1e-4)
+    assert all(p.grad is None for p in model.parameters())
+    # R1 changes D's update against the same step without it
+    model0, obj0 = _objective(_gan_cfg(tiny_cfg))
+    _g_step(obj0, model0, x, step=0)
+    obj0.after_step(x, 0)
+    assert "r1" not in obj0.after_step(x, 1)
+    assert any(not torch.allclose(a, b) for a, b in zip(obj0.discriminator.parameters(),
+                                                        disc.parameters()))
 
 
 def test_adaptive_weight_tiny_case():
@@ -276,12 +320,13 @@ def _ddp_worker(rank, world, port, cfg_json, out):
         dist.destroy_process_group()
 
 
-def test_two_process_ddp_matches_one_process(tiny_cfg, tmp_path):
+@pytest.mark.parametrize("r1", [0.0, 1.0])
+def test_two_process_ddp_matches_one_process(tiny_cfg, tmp_path, r1):
     import socket
 
     import torch.multiprocessing as mp
 
-    cfg = _gan_cfg(tiny_cfg)
+    cfg = _gan_cfg(tiny_cfg, **{"loss.r1_weight": r1})
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

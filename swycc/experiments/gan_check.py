@@ -30,7 +30,7 @@ GAN_LOG_KEYS = ("adv_weight", "d_logit_real", "d_logit_fake", "loss_d")
 # loss fields that act only through the adversarial term; the off arm keeps their defaults, so
 # its config (and run) stays the same while the GAN arm's recipe is tuned
 _ADVERSARIAL_ONLY = ("adversarial_start", "adaptive_adversarial_weight", "gan_loss",
-                     "lecam_weight", "lecam_decay", "disc_lr_scale")
+                     "lecam_weight", "lecam_decay", "disc_lr_scale", "r1_weight")
 SHARPNESS_KEYS = ("gradient_energy_ratio", "spectrum_distance_db", "high_band_power_ratio")
 
 

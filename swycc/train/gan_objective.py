@@ -10,6 +10,7 @@ with x_hat = Dec(E(x)), L the decoder's last conv weight, s_0 = ``loss.adversari
 Discriminator step (``after_step``, its own Adam; after the generator update):
 
     L_D = L_disc(D(x), D(sg(x_hat))) + lecam_weight * R_LC(D(x), D(sg(x_hat)); alpha_R, alpha_F)
+          + r1_weight / 2 * E||grad_x D(x)||^2          (R1, Mescheder et al. 2018, eq. 9; off by default)
 
 Architecture (SWYCC sec. 3.5: MaskGIT encoder-decoder + MAGVIT-v2 sec. 3.2 improvements): the
 shared encoder already downsamples by strided convs; the decoder (``Decoder``, the D_Initial
@@ -55,6 +56,7 @@ from swycc.gan_losses import (
     ema_update,
     generator_loss,
     lecam_regularizer,
+    r1_penalty,
 )
 from swycc.nn.discriminator import Discriminator
 from swycc.train.objectives import (Objective, add_initial_losses, autocast_for,
@@ -178,13 +180,15 @@ class GANObjective(Objective):
         set_lr(self.disc_optimizer, lr_at(step, tc) * lc.disc_lr_scale)
         self.disc_optimizer.zero_grad(set_to_none=True)
         n = len(pairs)
-        sums = torch.zeros(2, device=self.device)  # L_disc, R_LC averaged over the rounds
+        sums = torch.zeros(3, device=self.device)  # L_disc, R_LC, R1 averaged over the rounds
         means = torch.zeros(2, device=self.device)  # mean real / fake logits over the rounds
         bad = False
         for i, (real, fake) in enumerate(pairs):
             sync = i == n - 1 or not _distributed()
             ctx = nullcontext() if sync else self.disc_wrapped.no_sync()
             with ctx:
+                if lc.r1_weight > 0:  # R1 differentiates D(x) with respect to x
+                    real = real.detach().requires_grad_(True)
                 with autocast_for(real.device, tc.bf16):
                     logits = self.disc_wrapped(torch.cat([real, fake.detach()])).float()
                 l_real, l_fake = logits.chunk(2)  # real first, then fake
@@ -200,6 +204,10 @@ class GANObjective(Objective):
                     reg = lecam_regularizer(l_real, l_fake, anchor_r, anchor_f)
                     loss = loss + lc.lecam_weight * reg
                     sums[1] += reg.detach() / n
+                if lc.r1_weight > 0:
+                    r1 = r1_penalty(real, l_real)
+                    loss = loss + 0.5 * lc.r1_weight * r1
+                    sums[2] += r1.detach() / n
                 bad = bad or not bool(torch.isfinite(loss))
                 (loss / n).backward()
             sums[0] += l_disc.detach() / n
@@ -222,6 +230,8 @@ class GANObjective(Objective):
                 "disc_grad_norm": grad_norm.detach()}
         if lc.lecam_weight > 0:
             logs["lecam"] = sums[1]
+        if lc.r1_weight > 0:
+            logs["r1"] = sums[2]
         return logs
 
     # ---- checkpoints ----------------------------------------------------------------------------
