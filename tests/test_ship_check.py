@@ -88,10 +88,15 @@ def test_judge_model_rules():
 def test_judge_held_back_directions():
     base = {"samples": {"psnr": 25.0, "fd_effnetlite0": 10.0}}
     assert judge_held_back(base, base)["pass"]  # equal is no worse
+    # FD margin: 2% of 10 = 0.2; PSNR margin 0.1 dB
     r = judge_held_back({"samples": {"psnr": 25.1, "fd_effnetlite0": 10.5}}, base)
     assert [c["pass"] for c in r["comparisons"]] == [True, False] and not r["pass"]
-    r = judge_held_back({"samples": {"psnr": 24.9, "fd_effnetlite0": 9.0}}, base)
+    assert r["comparisons"][1]["margin"] == pytest.approx(0.2)
+    r = judge_held_back({"samples": {"psnr": 24.85, "fd_effnetlite0": 9.0}}, base)
     assert [c["pass"] for c in r["comparisons"]] == [False, True]
+    # within the margins: a candidate of equal quality that lands a little below passes
+    r = judge_held_back({"samples": {"psnr": 24.95, "fd_effnetlite0": 10.15}}, base)
+    assert r["pass"]
 
 
 @pytest.fixture(scope="module")
