@@ -99,7 +99,7 @@ def bench_unet_vs_diffusers(cfg, batch: int) -> dict:
     sec, flops = cuda_timed(run_ours, 2, 5), flops_of(run_ours)
     out = {"unet_params_M": sum(p.numel() for p in ours.parameters()) / 1e6,
            "unet_tflops": flops / sec / 1e12, "unet_ms": 1000 * sec}
-    del ours
+    ours = None  # free it before the peer is built
     with torch.device(DEVICE):
         peer, p = diffusers_peer(u, s)
     xp = F.pixel_unshuffle(x, p)

@@ -198,8 +198,8 @@ def main() -> None:
 
 
 def print_table(results: dict) -> None:
-    print(f"\n| preset | px | batch | SWYCC img/s | GFLOP/s (% peak) | GAN img/s | perceptual share "
-          f"| decode ms/img/step | U-Net vs diffusers (per FLOP) | eval img/s (10 steps) |")
+    print("\n| preset | px | batch | SWYCC img/s | GFLOP/s (% peak) | GAN img/s | perceptual share "
+          "| decode ms/img/step | U-Net vs diffusers (per FLOP) | eval img/s (10 steps) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results["presets"]:
         print(f"| {r['preset']} | {r['image_size']} | {r['batch']} "

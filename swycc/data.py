@@ -1,4 +1,5 @@
-"""Images in and out, image folders, the paper's preprocessing and a resumable sampler.
+"""Images in and out, image folders and the paper's preprocessing (the resumable sampler and
+loader: ``swycc.data_order``).
 
 Images inside the library are float tensors in [-1, 1], (3, H, W) or (N, 3, H, W), RGB.
 Training augmentation is a pure function of (seed, epoch, index), never of a global RNG, so a
@@ -424,83 +425,3 @@ def build_dataset(cfg: DataConfig, size: int, train: bool, seed: int = 0):
                                    train_crops=cfg.train_crops, seed=seed)
     return ImageFolderDataset(cfg.path, size, train=train, labels=cfg.labels, seed=seed,
                               crop_scale_min=cfg.crop_scale_min, eval_grid=cfg.eval_grid)
-
-
-# ---- resumable, rank-aware infinite sampling ----
-
-class ResumableSampler:
-    """Infinite stream of (epoch, index) for one rank of ``world_size``.
-
-    Each epoch is a permutation seeded by (seed, epoch), wrapped to a multiple of world_size;
-    rank r takes positions r, r + world, ... so the ranks together see the same examples, in the
-    same global order, as one process. ``advance(n)`` records n examples *consumed* by the loop
-    (prefetching does not count); ``state_dict`` is that position, and iteration starts there.
-    """
-
-    def __init__(self, dataset_len: int, seed: int, rank: int = 0, world_size: int = 1,
-                 shuffle: bool = True):
-        if dataset_len < 1:
-            raise ValueError("empty dataset")
-        self.n, self.seed, self.rank, self.world, self.shuffle = (dataset_len, seed, rank,
-                                                                  world_size, shuffle)
-        self.per_rank = -(-dataset_len // world_size)
-        self.epoch, self.offset = 0, 0
-
-    def epoch_indices(self, epoch: int) -> list[int]:
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 7919 + epoch)
-            perm = torch.randperm(self.n, generator=g).tolist()
-        else:
-            perm = list(range(self.n))
-        total = self.per_rank * self.world
-        perm = (perm * (-(-total // self.n)))[:total]
-        return perm[self.rank::self.world]
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch, offset = self.epoch, self.offset
-        while True:
-            for idx in self.epoch_indices(epoch)[offset:]:
-                yield epoch, idx
-            epoch, offset = epoch + 1, 0
-
-    def advance(self, n: int) -> None:
-        self.offset += n
-        while self.offset >= self.per_rank:
-            self.offset -= self.per_rank
-            self.epoch += 1
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "offset": self.offset}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.offset = int(state["epoch"]), int(state["offset"])
-
-
-class _Chunks:
-    def __init__(self, sampler: ResumableSampler, batch_size: int):
-        self.sampler, self.batch_size = sampler, batch_size
-
-    def __iter__(self):
-        it, batch = iter(self.sampler), []
-        for key in it:
-            batch.append(key)
-            if len(batch) == self.batch_size:
-                yield batch
-                batch = []
-
-
-def make_loader(dataset, batch_size: int, sampler: ResumableSampler,
-                num_workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Infinite iterator of (images (B, 3, S, S), labels (B,)) from the sampler's position."""
-    batches = _Chunks(sampler, batch_size)
-    if num_workers > 0:
-        loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches,
-                                             num_workers=num_workers, persistent_workers=True)
-        return iter(loader)
-
-    def gen():
-        for keys in batches:
-            items = [dataset[k] for k in keys]
-            yield (torch.stack([x for x, _ in items]),
-                   torch.tensor([y for _, y in items], dtype=torch.long))
-    return gen()

@@ -50,7 +50,7 @@ from PIL import UnidentifiedImageError
 from swycc.photoset_images import (PhotoSetConfig, PhotoSetError, UnionFind, analyse,
                                    are_duplicates, illustration_reason, same_structure,
                                    write_image)
-from swycc.photoset_licence import PackageLicences
+from swycc.photoset_licence import PackageLicences, sources_markdown
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 DEBIAN_PACKAGES = ("mate-backgrounds", "plasma-workspace-wallpapers", "gnome-backgrounds",
@@ -416,30 +416,6 @@ def manifest(cands: list[Candidate], sources: list[Source], skipped: list[dict],
             "test": sum(c.split == "test" for c in mine)}
     return {"config": asdict(cfg), "packages": per_package, "skipped": skipped,
             "reserved_left_out": reserved, "files": files}
-
-
-def sources_markdown(m: dict) -> str:
-    lines = ["# Photo set: sources and licences", "",
-             "Built by `python -m swycc.photoset` from Debian desktop-background packages. "
-             "Each written picture keeps its upstream licence (below); train on `train/`, "
-             "evaluate on `test/` (whole pictures never seen in training).", "",
-             "| package | files | distinct | pictures | photos | illustrations | train | test |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for name, p in m["packages"].items():
-        lines.append(f"| {name} | {p['files']} | {p['distinct_files']} | {p['pictures']} | "
-                     f"{p['photos']} | {p['illustrations']} | {p['train']} | {p['test']} |")
-    lines += ["", f"Unreadable files skipped: {len(m['skipped'])}. OpenCV files left out: "
-              f"{m['reserved_left_out']}.", "", "## Written pictures", "",
-              "| output | source | size (source -> written) | licence | copyright | verdict |",
-              "| --- | --- | --- | --- | --- | --- |"]
-    for f in m["files"]:
-        if f["output"]:
-            lic = f["licence"]
-            lines.append(f"| {f['output']} | {f['package']}: /{f['path']} | "
-                         f"{f['width']}x{f['height']} -> {'x'.join(map(str, f['output_size']))} | "
-                         f"{lic['licence']} ({lic['matched']}) | "
-                         f"{lic['copyright']} | {f['verdict']} ({f['reason']}) |")
-    return "\n".join(lines) + "\n"
 
 
 def build_photo_set(paths: list[str | Path], out: str | Path,

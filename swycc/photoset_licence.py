@@ -141,3 +141,27 @@ class PackageLicences:
             if found and not self.machine_readable:
                 break  # free-form lists: the first bullet naming the file
         return found or LicenceInfo(self.summary, "", "package summary")
+
+
+def sources_markdown(m: dict) -> str:
+    lines = ["# Photo set: sources and licences", "",
+             "Built by `python -m swycc.photoset` from Debian desktop-background packages. "
+             "Each written picture keeps its upstream licence (below); train on `train/`, "
+             "evaluate on `test/` (whole pictures never seen in training).", "",
+             "| package | files | distinct | pictures | photos | illustrations | train | test |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, p in m["packages"].items():
+        lines.append(f"| {name} | {p['files']} | {p['distinct_files']} | {p['pictures']} | "
+                     f"{p['photos']} | {p['illustrations']} | {p['train']} | {p['test']} |")
+    lines += ["", f"Unreadable files skipped: {len(m['skipped'])}. OpenCV files left out: "
+              f"{m['reserved_left_out']}.", "", "## Written pictures", "",
+              "| output | source | size (source -> written) | licence | copyright | verdict |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for f in m["files"]:
+        if f["output"]:
+            lic = f["licence"]
+            lines.append(f"| {f['output']} | {f['package']}: /{f['path']} | "
+                         f"{f['width']}x{f['height']} -> {'x'.join(map(str, f['output_size']))} | "
+                         f"{lic['licence']} ({lic['matched']}) | "
+                         f"{lic['copyright']} | {f['verdict']} ({f['reason']}) |")
+    return "\n".join(lines) + "\n"

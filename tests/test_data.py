@@ -6,8 +6,9 @@ import torch
 from PIL import Image
 
 from swycc.config import DataConfig
-from swycc.data import (ImageError, ImageFolderDataset, ResumableSampler, build_dataset,
-                        center_crop_square, load_image, make_loader, save_image)
+from swycc.data import (ImageError, ImageFolderDataset, build_dataset, center_crop_square,
+                        load_image, save_image)
+from swycc.data_order import ResumableSampler, make_loader
 from swycc.embedded import HELD_OUT_FRACTION, EmbeddedCropDataset, embedded_photos, train_width
 
 

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from swycc.denoiser import Denoiser
-from swycc.diffusion import alpha_sigma
 
 
 class Oracle(torch.nn.Module):

@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-from swycc.diffusion import v_target
 from swycc.sampling import ddim_sample, guided_v
 
 
