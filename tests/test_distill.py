@@ -200,6 +200,11 @@ def test_distill_cli_end_to_end(teacher_dir, image_dir, tmp_path, capsys):
     assert report["results"][5]["psnr"] == report["results"][1]["psnr"]
     assert report["results"][1]["sharpness_gain_kept"] == pytest.approx(1.0)
     assert report["timing"]["ms_per_image"]["GAN decoder"] > 0
+    # the student is D_Initial plus a U-Net pass: more FLOPs than D_Initial and the GAN decoder
+    g = report["timing"]["gflops_per_image"]
+    assert g["student 1 step"] > g["D_Initial"] > 0
+    assert report["goals"]["decode_flops_vs_gan_1_step"] == pytest.approx(
+        g["student 1 step"] / g["GAN decoder"])
     assert (rep / "grid.png").is_file() and "Goal" in (rep / "report.md").read_text()
 
 
@@ -215,3 +220,11 @@ def test_cli_refuses_bad_plans_and_kinds(teacher_dir, tiny_cfg, tmp_path, capsys
                  "--out", str(tmp_path / "t")]) == 2
     assert "swycc distill" in capsys.readouterr().err
     assert not (tmp_path / "r").exists() and not (tmp_path / "t").exists()
+
+
+def test_decode_flops_counts_a_known_layer():
+    from swycc.distill.report import decode_flops
+
+    lin = torch.nn.Linear(4, 3, bias=False)
+    x = torch.randn(2, 4)
+    assert decode_flops(lambda: lin(x)) == 2 * 2 * 4 * 3  # 2 x batch x in x out
