@@ -66,6 +66,10 @@ def test_gan_state_means_and_curve(tmp_path):
     assert st["mean_last_4"]["d_logit_fake"] == pytest.approx(-11.5)
     assert st["curve"]["step"] == [2, 4, 6, 8, 10, 12]
     assert gan_state(tmp_path / "missing.jsonl") == {"adversarial_records": 0}
+    # logs written before the keys were renamed (d_real / d_fake) read the same
+    old = [{k.replace("d_logit_", "d_"): v for k, v in r.items()} for r in recs]
+    path.write_text("".join(json.dumps(r) + "\n" for r in old))
+    assert gan_state(path, last=4, curve_points=6) == st
 
 
 class _Identity(torch.nn.Module):

@@ -27,6 +27,7 @@ from swycc.experiments.runner import Arm
 
 GAN_ARM, OFF_ARM = "gan", "gan-no-adv"
 GAN_LOG_KEYS = ("adv_weight", "d_logit_real", "d_logit_fake", "loss_d")
+OLDER_LOG_NAMES = {"d_real": "d_logit_real", "d_fake": "d_logit_fake"}  # runs before the rename
 # loss fields that act only through the adversarial term; the off arm keeps their defaults, so
 # its config (and run) stays the same while the GAN arm's recipe is tuned
 _ADVERSARIAL_ONLY = ("adversarial_start", "adaptive_adversarial_weight", "gan_loss",
@@ -73,7 +74,8 @@ def gan_state(metrics_path: Path, last: int = 10, curve_points: int = 200) -> di
     recs = []
     if metrics_path.is_file():
         recs = [json.loads(ln) for ln in metrics_path.read_text().splitlines() if ln.strip()]
-    recs = [r for r in recs if "adv_weight" in r]
+    recs = [{OLDER_LOG_NAMES.get(k, k): v for k, v in r.items()} for r in recs
+            if "adv_weight" in r]
     if not recs:
         return {"adversarial_records": 0}
     stride = max(1, len(recs) // curve_points)
