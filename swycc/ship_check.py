@@ -17,9 +17,12 @@ each PASS/FAIL with its numbers, for both models:
    spectrum than D_Initial is (``swycc.metrics.spectrum``, dB, mean over images).
 4. The held-back metrics of ``swycc eval`` (PSNR, SSIM and the EfficientNet-Lite0 proxies, of
    D_Initial and of the samples) are no worse for the candidate than for the baseline, up to a
-   non-inferiority margin (``NO_WORSE_MARGIN``: 0.1 dB PSNR, 0.005 SSIM, 2% of the baseline's
-   value for the proxies). On a handful of photos a model of equal quality lands on either side
-   of the baseline; without a margin it would fail on noise (see docs/pretrained/ship-check).
+   non-inferiority margin (``NO_WORSE_MARGIN``). D_Initial is deterministic: 0.1 dB PSNR, 0.005
+   SSIM, 2% of the baseline's value for the proxies. The samples' margins are their measured
+   seed-to-seed spread on 4 held-out photos (the shipped model, seeds 0-2: PSNR 24.15-24.53 dB,
+   SSIM 0.664-0.677, perceptual +-1.1%, FD 347-365, MMD 3.88-4.39): 0.4 dB, 0.015 SSIM, and 3%
+   / 6% / 15% for perceptual / FD / MMD. Without them a model equal to the baseline would fail
+   on the sampling noise of a handful of photos.
 
 The candidate passes when it meets 1-4. Writes report.json, report.md and grid.png (rows: images;
 columns: original | bicubic-1/8 | D_Initial and sample of each model). Exit status: 0 the
@@ -45,9 +48,14 @@ MAX_COLOUR_SHIFT = 2.0  # levels of 255
 STEPS, GUIDANCE = 20, 0.5
 HELD_BACK = ("psnr", "ssim", "perceptual_effnetlite0", "fd_effnetlite0", "mmd_effnetlite0")
 HIGHER_IS_BETTER = {"psnr", "ssim"}
-# criterion 4's non-inferiority margins: absolute for PSNR (dB) and SSIM, else relative
-NO_WORSE_MARGIN = {"psnr": 0.1, "ssim": 0.005}
-NO_WORSE_RELATIVE = 0.02
+# criterion 4's non-inferiority margins per decoder: absolute for PSNR (dB) and SSIM, a share of
+# the baseline's value for the proxies (see the module docstring for the measurement)
+NO_WORSE_MARGIN = {
+    "D_Initial": {"psnr": 0.1, "ssim": 0.005, "perceptual_effnetlite0": 0.02,
+                  "fd_effnetlite0": 0.02, "mmd_effnetlite0": 0.02},
+    "samples": {"psnr": 0.4, "ssim": 0.015, "perceptual_effnetlite0": 0.03,
+                "fd_effnetlite0": 0.06, "mmd_effnetlite0": 0.15}}
+ABSOLUTE_MARGIN = {"psnr", "ssim"}
 DEFINITIONS = {
     "bicubic_from_1/8": f"each {FACTOR}x{FACTOR} patch averaged to its mean colour (area "
                         f"downsampling: 3 numbers per patch), then bicubic upsampling (a = -0.75, "
@@ -101,8 +109,9 @@ def judge_model(rows: list[dict]) -> dict:
     return {"1_initial_beats_bicubic": c1, "2_colour_shift": c2, "3_sample_spectrum": c3}
 
 
-def no_worse_margin(metric: str, baseline: float) -> float:
-    return NO_WORSE_MARGIN.get(metric, NO_WORSE_RELATIVE * abs(baseline))
+def no_worse_margin(decoder: str, metric: str, baseline: float) -> float:
+    m = NO_WORSE_MARGIN[decoder].get(metric, 0.0)
+    return m if metric in ABSOLUTE_MARGIN else m * abs(baseline)
 
 
 def judge_held_back(candidate: dict, baseline: dict) -> dict:
@@ -112,7 +121,7 @@ def judge_held_back(candidate: dict, baseline: dict) -> dict:
     for decoder, metrics in candidate.items():
         for m, v in metrics.items():
             b = baseline[decoder][m]
-            margin = no_worse_margin(m, b)
+            margin = no_worse_margin(decoder, m, b)
             ok = v >= b - margin if m in HIGHER_IS_BETTER else v <= b + margin
             rows.append({"decoder": decoder, "metric": m, "candidate": v, "baseline": b,
                          "margin": margin, "better": "higher" if m in HIGHER_IS_BETTER
@@ -244,8 +253,8 @@ def summary_lines(report: dict) -> list[str]:
     worse = [f"{r['decoder']} {r['metric']} {r['candidate']:.4g} vs {r['baseline']:.4g}"
              for r in c4["comparisons"] if not r["pass"]]
     lines.append(f"[{_mark(c4['pass'])}] 4 held-back metrics (PSNR, SSIM, EffNet-Lite0 proxies "
-                 f"of D_Initial and samples) no worse than the baseline's (margins: 0.1 dB, "
-                 f"0.005 SSIM, {NO_WORSE_RELATIVE:.0%} for the proxies)"
+                 f"of D_Initial and samples) no worse than the baseline's, within the margins "
+                 f"in report.md"
                  + (f": worse: {'; '.join(worse)}" if worse else ""))
     lines.append(f"candidate: {_mark(report['pass'])} (exit status {report['exit_status']})")
     return lines

@@ -88,15 +88,20 @@ def test_judge_model_rules():
 def test_judge_held_back_directions():
     base = {"samples": {"psnr": 25.0, "fd_effnetlite0": 10.0}}
     assert judge_held_back(base, base)["pass"]  # equal is no worse
-    # FD margin: 2% of 10 = 0.2; PSNR margin 0.1 dB
-    r = judge_held_back({"samples": {"psnr": 25.1, "fd_effnetlite0": 10.5}}, base)
+    # samples: FD margin 6% of 10 = 0.6, PSNR margin 0.4 dB
+    r = judge_held_back({"samples": {"psnr": 25.1, "fd_effnetlite0": 10.7}}, base)
     assert [c["pass"] for c in r["comparisons"]] == [True, False] and not r["pass"]
-    assert r["comparisons"][1]["margin"] == pytest.approx(0.2)
-    r = judge_held_back({"samples": {"psnr": 24.85, "fd_effnetlite0": 9.0}}, base)
+    assert r["comparisons"][1]["margin"] == pytest.approx(0.6)
+    r = judge_held_back({"samples": {"psnr": 24.5, "fd_effnetlite0": 9.0}}, base)
     assert [c["pass"] for c in r["comparisons"]] == [False, True]
     # within the margins: a candidate of equal quality that lands a little below passes
-    r = judge_held_back({"samples": {"psnr": 24.95, "fd_effnetlite0": 10.15}}, base)
+    r = judge_held_back({"samples": {"psnr": 24.7, "fd_effnetlite0": 10.5}}, base)
     assert r["pass"]
+    # D_Initial is deterministic: tighter margins (0.1 dB, 2%)
+    init = {"D_Initial": {"psnr": 25.0, "fd_effnetlite0": 10.0}}
+    r = judge_held_back({"D_Initial": {"psnr": 24.85, "fd_effnetlite0": 10.3}}, init)
+    assert [c["pass"] for c in r["comparisons"]] == [False, False]
+    assert judge_held_back({"D_Initial": {"psnr": 24.95, "fd_effnetlite0": 10.15}}, init)["pass"]
 
 
 @pytest.fixture(scope="module")
