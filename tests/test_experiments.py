@@ -48,3 +48,13 @@ def test_experiment_needs_held_back_images_with_a_folder(tmp_path, capsys):
                  "--out", str(tmp_path / "o")]) == 2
     assert "--eval-data" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_k_sweep_and_dists_take_the_methods(tiny_cfg):
+    from swycc.experiments.catalog import dists_sweep, k_sweep
+
+    assert [a.name for a in k_sweep(tiny_cfg, (2, 4), ("gan",))] == ["gan-K2", "gan-K4"]
+    arms = dists_sweep(tiny_cfg, (4,), ("gan",))
+    assert [a.name for a in arms] == ["gan-K4-dists-effnetlite0"]
+    assert arms[0].config.loss.perceptual_net == "dists-effnetlite0"
+    assert arms[0].config.model.latent_channels == 2 and arms[0].config.model.method == "gan"

@@ -36,7 +36,8 @@ def k_sweep(base: Config, ks: tuple[int, ...] = (1, 2, 4, 8),
             for m in methods for k in ks]
 
 
-def dists_sweep(base: Config, ks: tuple[int, ...] = (1, 2, 4, 8), **_) -> list[Arm]:
+def dists_sweep(base: Config, ks: tuple[int, ...] = (1, 2, 4, 8),
+                methods: tuple[str, ...] | None = None, **_) -> list[Arm]:
     """Fig. 10: the K sweep with DISTS as the auxiliary loss instead of the perceptual loss.
     DISTS proper (``dists-vgg16``) needs its weight files (``--set loss.perceptual_weights``);
     without them the offline DISTS-style loss on EfficientNet-Lite0 (``dists-effnetlite0``)."""
@@ -46,7 +47,7 @@ def dists_sweep(base: Config, ks: tuple[int, ...] = (1, 2, 4, 8), **_) -> list[A
     return [replace(a, name=f"{a.name}-{net}", config=override(a.config, "loss.perceptual_net",
                                                                   net), factors={**a.factors,
                                                                                  "aux": net})
-            for a in k_sweep(base, ks)]
+            for a in k_sweep(base, ks, methods)]
 
 
 def aux_ablation(base: Config, **_) -> list[Arm]:
