@@ -10,13 +10,14 @@ interrupted (Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 from pathlib import Path
 
 import torch
 
-from swycc.config import PRESETS, Config, apply_overrides, get_preset, with_method
+from swycc.config import PRESETS, Config, InitConfig, apply_overrides, get_preset, with_method
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -42,14 +43,22 @@ def kind_names() -> list[str]:
 def build_config(args: argparse.Namespace) -> Config:
     """Preset (or a config JSON), then explicit flags, then ``--set a.b=value`` overrides; every
     value is checked against the option's type and range (a ConfigError names the option)."""
-    if getattr(args, "config", None):
+    init = getattr(args, "init", None)
+    if init and getattr(args, "config", None):
+        raise ValueError("--init and --config both name a config: give one of them")
+    if init:
+        cfg = init_config(init)
+        if args.method and args.method != cfg.model.method:
+            raise ValueError(f"--method {args.method}: the --init model is a "
+                             f"{cfg.model.method} model (fine-tuning keeps its kind)")
+    elif getattr(args, "config", None):
         path = Path(args.config)
         if not path.is_file():
             raise ValueError(f"--config {path}: no such file")
         cfg = Config.from_json(path.read_text())
     else:
         cfg = get_preset(args.preset)
-    if args.method:
+    if args.method and not init:
         cfg = with_method(cfg, args.method)
     flags = {"data.path": args.data,
              "train.batch_size": args.batch_size, "train.lr": args.lr,
@@ -57,6 +66,17 @@ def build_config(args: argparse.Namespace) -> Config:
              "train.compile": True if args.compile else None,
              "train.seed": args.seed, "train.total_steps": args.total_steps}
     return apply_overrides(cfg, flags, args.set)
+
+
+def init_config(path: str) -> Config:
+    """The config a fine-tuning run starts from: the export's own (networks, losses, sampling,
+    training recipe), with ``init`` naming the export and the hash of its weights."""
+    from swycc.autoencoder import read_config, weights_file, weights_sha256
+
+    file = weights_file(path)  # CheckpointError (a ValueError) names a missing or bad export
+    cfg = read_config(file)
+    return dataclasses.replace(cfg, init=InitConfig(path=str(file),
+                                                    weights_sha256=weights_sha256(file)))
 
 
 def add_train_options(p: argparse.ArgumentParser, default_out: str) -> None:
@@ -344,6 +364,9 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train an autoencoder (re-run the same command to resume)")
     add_train_options(p, "runs/train")
+    p.add_argument("--init", metavar="EXPORT", help="fine-tune: start from this exported model "
+                   "(e.g. swycc/pretrained/small-swycc), its weights and its config; --preset "
+                   "is then unused, the other options and --set change the recipe")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("reconstruct", help="image files in, reconstructions out")

@@ -235,12 +235,27 @@ class DataConfig(Validated):
 
 
 @dataclass(frozen=True)
+class InitConfig(Validated):
+    """Fine-tuning: the exported model whose weights the run starts from (``swycc train
+    --init``), and their tensor-content hash (``autoencoder.weights_sha256``), checked when the
+    run starts and when it resumes. Both None: the networks' own random initialisation."""
+
+    path: str | None = None
+    weights_sha256: str | None = None
+
+    def check(self) -> None:
+        self.require((self.path is None) == (self.weights_sha256 is None), "weights_sha256",
+                     "is set together with init.path (swycc train --init fills both)")
+
+
+@dataclass(frozen=True)
 class Config(Validated):
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    init: InitConfig = field(default_factory=InitConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

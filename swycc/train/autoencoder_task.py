@@ -35,6 +35,14 @@ class AutoencoderTask:
         except ValueError as e:
             raise ConfigMismatchError(f"the run directory's config.json is not a config of this "
                                       f"version ({e}); use a new --out directory") from None
+        if prev.init != self.cfg.init and prev.init.path == self.cfg.init.path:
+            raise ConfigMismatchError(
+                f"init {prev.init.path}: its weights changed since this run was started from "
+                f"it; use a new --out directory")
+        if prev.init != self.cfg.init:
+            raise ConfigMismatchError(
+                "the run directory was started from other initial weights (init); use a new "
+                "--out directory (or the same --init as before to resume)")
         for part in ("model", "loss", "data"):
             if getattr(prev, part) != getattr(self.cfg, part):
                 raise ConfigMismatchError(
@@ -46,7 +54,10 @@ class AutoencoderTask:
                              seed=self.cfg.train.seed)
 
     def build_model(self) -> Autoencoder:
-        return Autoencoder.from_config(self.cfg)
+        model = Autoencoder.from_config(self.cfg)
+        if self.cfg.init.path is not None:
+            load_initial_weights(model, self.cfg)
+        return model
 
     def build_objective(self, model: Autoencoder, device: torch.device):
         return self.kind.build_objective(self.cfg, model, device)
@@ -68,6 +79,23 @@ class AutoencoderTask:
 
     def compile(self, model: Autoencoder) -> None:
         model.compile_networks()
+
+
+def load_initial_weights(model: Autoencoder, cfg: Config) -> None:
+    """Fine-tuning: copy the weights of the export ``cfg.init.path`` into ``model``. The export
+    must hold the same networks (its model config equal to ``cfg.model``) and still be the file
+    the run was started from (``cfg.init.weights_sha256``)."""
+    from swycc.autoencoder import weights_sha256
+
+    path = cfg.init.path
+    if weights_sha256(path) != cfg.init.weights_sha256:
+        raise ValueError(f"init {path}: its weights changed since this run was started from it "
+                         f"(hash {cfg.init.weights_sha256[:12]}...)")
+    source = Autoencoder.from_pretrained(path)
+    if source.config.model != cfg.model:
+        raise ValueError(f"init {path}: a {source.config.model.method} model of other networks "
+                         f"than this run's; fine-tune keeps the model config of --init")
+    model.load_state_dict(source.state_dict())
 
 
 def train_autoencoder(cfg: Config, out_dir: str | Path, device: str | None = None,

@@ -1,0 +1,68 @@
+"""`swycc train --init EXPORT`: fine-tuning starts from the export's weights and config, and a
+run resumes only from the same initial weights."""
+
+import json
+
+import torch
+
+from swycc.autoencoder import Autoencoder, weights_sha256
+from swycc.cli import init_config, main
+from swycc.config import get_preset, shrink
+from swycc.train.autoencoder_task import AutoencoderTask
+
+FAST = ["--batch-size", "4", "--no-progress", "--set", "loss.perceptual_weight=0",
+        "--set", "train.sample_every=0", "--set", "train.warmup_steps=1"]
+
+
+def _export(path, seed):
+    torch.manual_seed(seed)
+    model = Autoencoder.from_config(shrink(get_preset("tiny")))
+    model.save_pretrained(path)
+    return model
+
+
+def _distance(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sum((sa[k].float() - sb[k].float()).abs().sum().item() for k in sa)
+
+
+def test_fine_tune_starts_from_the_export_and_resumes_only_from_it(tmp_path, capsys):
+    base, run = tmp_path / "base", tmp_path / "run"
+    model = _export(base, seed=3)
+    cfg = init_config(str(base))
+    assert cfg.init.weights_sha256 == weights_sha256(base)
+    assert cfg.model == model.config.model  # the export's networks, not the --preset's
+    built = AutoencoderTask(cfg).build_model()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in built.state_dict().items())
+
+    args = ["train", "--init", str(base), "--out", str(run), "--max-steps", "2", *FAST]
+    assert main(args) == 0
+    recorded = json.loads((run / "config.json").read_text())["init"]
+    assert recorded["weights_sha256"] == weights_sha256(base)
+    tuned = Autoencoder.from_pretrained(run / "export")
+    torch.manual_seed(0)
+    fresh = Autoencoder.from_config(shrink(get_preset("tiny")))
+    assert _distance(tuned, model) < 0.01 * _distance(tuned, fresh)
+    assert tuned.config.init == cfg.init  # the export says where it started
+    assert main([*args[:-len(FAST) - 1], "3", *FAST]) == 0  # resumes with the same --init
+    assert "stopped at step 3" in capsys.readouterr().out
+
+    other = tmp_path / "other"
+    _export(other, seed=4)
+    assert main(["train", "--init", str(other), "--out", str(run), "--max-steps", "4",
+                 *FAST]) == 2
+    assert "other initial weights" in capsys.readouterr().err
+    _export(base, seed=5)  # the file the run started from was overwritten
+    assert main([*args[:-len(FAST) - 1], "4", *FAST]) == 2
+    assert "weights changed" in capsys.readouterr().err
+
+
+def test_fine_tune_refuses_another_kind_and_a_second_config(tmp_path, capsys):
+    _export(tmp_path / "base", seed=0)
+    out = ["--out", str(tmp_path / "r"), "--max-steps", "1", *FAST]
+    assert main(["train", "--init", str(tmp_path / "base"), "--method", "gan", *out]) == 2
+    assert "--init model is a swycc model" in capsys.readouterr().err
+    assert main(["train", "--init", str(tmp_path / "base"), "--config", "x.json", *out]) == 2
+    assert "give one of them" in capsys.readouterr().err
+    assert main(["train", "--init", str(tmp_path / "missing"), *out]) == 2
+    assert not (tmp_path / "r").exists()
