@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import torch
 
+
 class ResumableSampler:
     """Infinite stream of (epoch, index) for one rank of ``world_size``.
 
