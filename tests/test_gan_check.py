@@ -124,6 +124,15 @@ def test_verdict_needs_all_three_criteria():
     summary, text = conclude(one)
     assert summary["spectrum_distance_lower"] and not summary["gan_sharper"]
     assert "is NOT measurably sharper" in text
+    assert summary["distribution_proxies_lower"] is None  # no proxies scored
+    # the distribution reading, apart from the verdict: lower FD and MMD on an over-sharp GAN
+    over["results"][0]["metrics"] = {"fd_effnetlite0": 180.0, "mmd_effnetlite0": 2.5}
+    over["results"][1]["metrics"] = {"fd_effnetlite0": 200.0, "mmd_effnetlite0": 3.0}
+    summary, text = conclude(over)
+    assert summary["distribution_proxies_lower"] and not summary["gan_sharper"]
+    assert "all lower (fd_effnetlite0 180 vs 200, mmd_effnetlite0 2.5 vs 3)" in text
+    over["results"][0]["metrics"]["mmd_effnetlite0"] = 3.5
+    assert conclude(over)[0]["distribution_proxies_lower"] is False
 
 
 def test_gan_check_end_to_end_and_resume(tmp_path, capsys):

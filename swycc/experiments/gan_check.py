@@ -33,6 +33,7 @@ OLDER_LOG_NAMES = {"d_real": "d_logit_real", "d_fake": "d_logit_fake"}  # runs b
 _ADVERSARIAL_ONLY = ("adversarial_start", "adaptive_adversarial_weight", "gan_loss",
                      "lecam_weight", "lecam_decay", "disc_lr_scale", "r1_weight")
 SHARPNESS_KEYS = ("gradient_energy_ratio", "spectrum_distance_db", "high_band_power_ratio")
+DISTRIBUTION_PROXIES = ("fd_effnetlite0", "mmd_effnetlite0")
 
 
 def gan_check_arms(base: Config, **_) -> list[Arm]:
@@ -99,7 +100,13 @@ def conclude(report: dict) -> tuple[dict, str]:
     lower = sg["spectrum_distance_db"] < so["spectrum_distance_db"]
     sharper = closer and lower and wins * 2 > len(dg)
     state = gan["gan_state"]
-    summary = {"gan_sharper": sharper, "gradient_energy_ratio_closer_to_1": closer,
+    # a second, distribution-level reading: the check above assumes a blurry decoder, and an
+    # over-sharp one (ratio > 1) can gain realism without coming closer to the spectrum
+    proxies = [m for m in DISTRIBUTION_PROXIES
+               if m in rows[GAN_ARM].get("metrics", {}) and m in rows[OFF_ARM].get("metrics", {})]
+    proxies_lower = (all(rows[GAN_ARM]["metrics"][m] < rows[OFF_ARM]["metrics"][m]
+                         for m in proxies) if proxies else None)
+    summary = {"gan_sharper": sharper, "distribution_proxies_lower": proxies_lower, "gradient_energy_ratio_closer_to_1": closer,
                "spectrum_distance_lower": lower, "spectrum_wins": wins, "images": len(dg),
                "gan_final": state.get("final"), "gan_final_step": state.get("final_step"),
                "gan_mean_last_10": state.get("mean_last_10")}
@@ -127,6 +134,11 @@ def conclude(report: dict) -> tuple[dict, str]:
                   f"{'yes' if closer else 'no'}; mean spectrum distance lower: "
                   f"{'yes' if lower else 'no'}; lower on most images: "
                   f"{'yes' if wins * 2 > len(dg) else 'no'}).", ""]
+    if proxies_lower is not None:
+        cells = ", ".join(f"{m} {rows[GAN_ARM]['metrics'][m]:.4g} vs "
+                          f"{rows[OFF_ARM]['metrics'][m]:.4g}" for m in proxies)
+        lines += [f"Distribution proxies (not part of the verdict): the GAN's are "
+                  f"{'all lower' if proxies_lower else 'not all lower'} ({cells}).", ""]
     return summary, "\n".join(lines)
 
 
