@@ -22,7 +22,10 @@ fi
 photos=$1
 run=${2:-runs/photo-small}
 for d in "$photos/train" "$photos/test"; do
-    [[ -d $d ]] || { echo "$0: $d is not a folder (build it with scripts/build_photo_set.sh)" >&2; exit 2; }
+    if [[ ! -d $d ]]; then
+        echo "$0: $d is not a folder (build it with scripts/build_photo_set.sh)" >&2
+        exit 2
+    fi
 done
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}

@@ -30,6 +30,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write a report-style file (JSON, markdown) all or nothing: under a hidden ``.NAME.tmp``
+    beside it, then renamed into place; missing parent directories are created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 class OutputError(ValueError):
     """An output path that cannot be used (exists, is a file where a directory is needed, ...)."""
 

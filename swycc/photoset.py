@@ -37,7 +37,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -47,6 +46,7 @@ from pathlib import Path, PurePosixPath
 
 from PIL import UnidentifiedImageError
 
+from swycc.outputs import write_text_atomic
 from swycc.photoset_images import (PhotoSetConfig, PhotoSetError, UnionFind, analyse,
                                    are_duplicates, illustration_reason, same_structure,
                                    write_image)
@@ -298,12 +298,6 @@ def output_stem(c: Candidate) -> str:
 
 # --- writing ----------------------------------------------------------------------------------
 
-def _write_atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _settings_tag(cfg: PhotoSetConfig) -> str:
     """What an output file depends on besides its source bytes."""
     return f"{cfg.image_format}:{cfg.max_short_side}"
@@ -335,7 +329,7 @@ class Cache:
         return entry["analysis"] if entry and entry["sig"] == self.signature(file) else None
 
     def save(self) -> None:
-        _write_atomic_text(self.path, json.dumps(
+        write_text_atomic(self.path, json.dumps(
             {"tag": self.tag, "analyses": self.analyses, "outputs": self.outputs}))
 
 
@@ -442,8 +436,8 @@ def build_photo_set(paths: list[str | Path], out: str | Path,
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     m = manifest(cands, sources, skipped, reserved, cfg)
-    _write_atomic_text(out / "sources.json", json.dumps(m, indent=1, ensure_ascii=False))
-    _write_atomic_text(out / "SOURCES.md", sources_markdown(m))
+    write_text_atomic(out / "sources.json", json.dumps(m, indent=1, ensure_ascii=False))
+    write_text_atomic(out / "SOURCES.md", sources_markdown(m))
     return m
 
 

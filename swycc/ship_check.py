@@ -152,10 +152,11 @@ def measure_model(model, x: torch.Tensor, names: list[str], steps: int, guidance
 
     x = x.to(device)
     initial = maths.quantized(torch.cat([model.reconstruct_initial(x[i:i + 8])
-                                   for i in range(0, len(x), 8)]))
+                                         for i in range(0, len(x), 8)]))
     g = torch.Generator(device=device).manual_seed(seed)
-    sample = maths.quantized(torch.cat([model.reconstruct(x[i:i + 8], steps, guidance, generator=g)
-                                  for i in range(0, len(x), 8)]))
+    sample = maths.quantized(torch.cat([model.reconstruct(x[i:i + 8], steps, guidance,
+                                                          generator=g)
+                                        for i in range(0, len(x), 8)]))
     shift, per_channel = colour_shift(initial, x)
     psnr_i, psnr_s = maths.psnr(initial, x), maths.psnr(sample, x)
     spec_i, spec_s = spectrum_distance(initial, x), spectrum_distance(sample, x)

@@ -3,6 +3,7 @@ run resumes only from the same initial weights."""
 
 import json
 
+import pytest
 import torch
 
 from swycc.autoencoder import Autoencoder, weights_sha256
@@ -26,14 +27,21 @@ def _distance(a, b):
     return sum((sa[k].float() - sb[k].float()).abs().sum().item() for k in sa)
 
 
-def test_fine_tune_starts_from_the_export_and_resumes_only_from_it(tmp_path, capsys):
+def test_fine_tune_starts_from_the_export_and_resumes_only_from_it(tmp_path, capsys,
+                                                                   monkeypatch):
     base, run = tmp_path / "base", tmp_path / "run"
     model = _export(base, seed=3)
     cfg = init_config(str(base))
     assert cfg.init.weights_sha256 == weights_sha256(base)
     assert cfg.model == model.config.model  # the export's networks, not the --preset's
-    built = AutoencoderTask(cfg).build_model()
+    task = AutoencoderTask(cfg)
+    built = task.build_model()
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in built.state_dict().items())
+    # the loop's later builds (modules its EMA weights are copied into) do not read it again
+    monkeypatch.setattr("swycc.train.autoencoder_task.load_initial_weights",
+                        lambda *a: pytest.fail("the init export was read twice"))
+    task.build_model()
+    monkeypatch.undo()
 
     args = ["train", "--init", str(base), "--out", str(run), "--max-steps", "2", *FAST]
     assert main(args) == 0

@@ -26,6 +26,7 @@ import torch
 
 from swycc.metrics import maths
 from swycc.metrics.spectrum import high_band_power_ratio, spectrum_distance
+from swycc.outputs import write_text_atomic
 from swycc.visual import gradient_energy, save_grid
 
 GOAL_SHARPNESS_KEPT = 0.9  # the 1-step student keeps >= 90% of the teacher's gain over D_Initial
@@ -68,13 +69,6 @@ def time_decoders(fns: dict, repeats: int, slow: set[str]) -> dict[str, float]:
             fn()
             times[name].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 @torch.no_grad()
@@ -164,7 +158,8 @@ def distill_report(teacher, student1, student2, out: str | os.PathLike, gan=None
                   f"{torch.get_num_threads()} torch thread(s), load average "
                   f"{os.getloadavg()[0]:.1f} at the end",
         "timing": {"batch": timing_batch, "repeats": timing_repeats,
-                   "ms_per_image": ms, "gflops_per_image": gflops, "gan_weights": "trained" if gan_trained else
+                   "ms_per_image": ms, "gflops_per_image": gflops,
+                   "gan_weights": "trained" if gan_trained else
                    ("random (timing only)" if gan is not None else None)},
         "results": rows,
         "goals": {"sharpness_gain_kept_1_step": one["sharpness_gain_kept"],
@@ -178,8 +173,8 @@ def distill_report(teacher, student1, student2, out: str | os.PathLike, gan=None
     order = list(decoders)[:4] + (["GAN decoder"] if "GAN decoder" in decoders else [])
     grid = [[x[i].cpu()] + [recon[k][i].cpu() for k in order] for i in range(min(8, n))]
     save_grid(grid, out / "grid.png", labels=["original"] + order)
-    _write(out / "report.json", json.dumps(report, indent=2))
-    _write(out / "report.md", markdown(report))
+    write_text_atomic(out / "report.json", json.dumps(report, indent=2))
+    write_text_atomic(out / "report.md", markdown(report))
     return report
 
 

@@ -29,8 +29,9 @@ def register(sub) -> None:
                    "the EffNet-Lite0 proxies, and rFID/IS/CMMD/FD-DINOv2 where weights load")
     p.add_argument("--weights-dir", help="Inception/CLIP/DINOv2 weights for rFID/IS/CMMD/FD")
     decoding.add_arguments(p)
-    p.add_argument("--methods", nargs="+", help="the autoencoder kinds of k-sweep, dists and the generation "
-                   "experiments (default swycc gan; dit-convergence: dgae swycc gan)")
+    p.add_argument("--methods", nargs="+", help="the autoencoder kinds of k-sweep, dists and "
+                   "the generation experiments (default swycc gan; dit-convergence: dgae swycc "
+                   "gan)")
     g = p.add_argument_group("generation experiments (a latent DiT per arm)")
     g.add_argument("--dit-preset", default="dit-small-cpu")
     g.add_argument("--dit-steps", type=positive_int, default=2000, help="DiT steps per arm")

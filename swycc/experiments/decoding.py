@@ -113,6 +113,7 @@ def run_decode_sweep(name: str, model, checkpoint, out, steps: list[int],
     from swycc.data import build_dataset
     from swycc.evaluate import METRICS, ReferenceCache, data_identity, evaluate_model
     from swycc.experiments.runner import WEIGHTED_METRICS, available_metrics, write_json
+    from swycc.outputs import write_text_atomic
     from swycc.kinds import kind_of
 
     if name not in SWEEPS:
@@ -157,7 +158,7 @@ def run_decode_sweep(name: str, model, checkpoint, out, steps: list[int],
               "left_out": [] if chosen else [m for m in WEIGHTED_METRICS if m not in metrics],
               "device": device, "initial": initial, "results": rows}
     write_json(out / "results.json", report)
-    _write_text(out / "results.md", markdown(report))
+    write_text_atomic(out / "results.md", markdown(report))
     plot(report, out / "results.png")
     return report
 
@@ -221,12 +222,6 @@ def plot(report: dict, path: Path) -> None:
     fig.suptitle(f"{x}: {report['images']} held-back images of {report['eval_data']}, "
                  f"{report['samples_per_image']} sample(s) each", fontsize=9)
     save_figure(fig, path)
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 __all__ = ["GUIDANCE", "STEPS", "SWEEPS", "add_arguments", "cmd_decode_sweep",

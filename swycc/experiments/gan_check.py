@@ -53,15 +53,14 @@ def sharpness_extras(model, run_dir: Path, dataset, num_images: int, device: str
     """Sharpness of one arm's deterministic reconstructions, per image and over the set, and
     the GAN state its training logged."""
     from swycc.distill.report import score
+    from swycc.evaluate import image_batches
     from swycc.metrics.maths import quantized
     from swycc.metrics.spectrum import spectrum_distance
     from swycc.visual import gradient_energy
 
-    x = torch.stack([dataset[i][0] if isinstance(dataset[i], (tuple, list)) else dataset[i]
-                     for i in range(num_images)])
-    ys = [model.reconstruct_initial(x[i:i + 16].to(device)).cpu()
-          for i in range(0, num_images, 16)]
-    y, x = quantized(torch.cat(ys)), quantized(x)
+    xs = list(image_batches(dataset, num_images, 16))  # each held-back image read once
+    ys = [model.reconstruct_initial(xb.to(device)).cpu() for xb in xs]
+    y, x = quantized(torch.cat(ys)), quantized(torch.cat(xs))
     overall = score(y, x, {}, [])
     per_image = {"gradient_energy_ratio": (gradient_energy(y) / gradient_energy(x)).tolist(),
                  "spectrum_distance_db": spectrum_distance(y, x).tolist()}
@@ -106,8 +105,9 @@ def conclude(report: dict) -> tuple[dict, str]:
                if m in rows[GAN_ARM].get("metrics", {}) and m in rows[OFF_ARM].get("metrics", {})]
     proxies_lower = (all(rows[GAN_ARM]["metrics"][m] < rows[OFF_ARM]["metrics"][m]
                          for m in proxies) if proxies else None)
-    summary = {"gan_sharper": sharper, "distribution_proxies_lower": proxies_lower, "gradient_energy_ratio_closer_to_1": closer,
-               "spectrum_distance_lower": lower, "spectrum_wins": wins, "images": len(dg),
+    summary = {"gan_sharper": sharper, "distribution_proxies_lower": proxies_lower,
+               "gradient_energy_ratio_closer_to_1": closer, "spectrum_distance_lower": lower,
+               "spectrum_wins": wins, "images": len(dg),
                "gan_final": state.get("final"), "gan_final_step": state.get("final_step"),
                "gan_mean_last_10": state.get("mean_last_10")}
     lines = ["## Sharpness (deterministic reconstructions, 8-bit)", "",

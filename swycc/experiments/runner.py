@@ -16,6 +16,7 @@ from pathlib import Path
 
 
 from swycc.config import Config
+from swycc.outputs import write_text_atomic
 
 OFFLINE_METRICS = ("psnr", "ssim", "fd_effnetlite0", "mmd_effnetlite0")
 WEIGHTED_METRICS = ("rfid", "is", "cmmd", "fd_dinov2")  # only where their weights are present
@@ -144,9 +145,7 @@ def run_experiment(name: str, arms: list[Arm], out: str | os.PathLike, budget: B
         report["conclusion"], more = conclude(report)
         text += "\n" + more
     write_json(out / "results.json", report)
-    tmp = out / "results.md.tmp"
-    tmp.write_text(text)
-    os.replace(tmp, out / "results.md")
+    write_text_atomic(out / "results.md", text)
     if plot is not None:
         plot(report, out / "results.png")
     return report
@@ -181,10 +180,7 @@ def table_head(head: list[str], left_out: list[str]) -> list[str]:
 
 
 def write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=2))
 
 
 __all__ = ["Arm", "Budget", "ExperimentStopped", "OFFLINE_METRICS", "finished", "markdown",

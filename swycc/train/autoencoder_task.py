@@ -25,6 +25,7 @@ class AutoencoderTask:
         self.kind = get_kind(cfg.model.method)
         self.name = f"train {cfg.model.method}"
         self.train_config = cfg.train
+        self._init_loaded = False
 
     def config_dict(self) -> dict:
         return self.cfg.to_dict()
@@ -35,11 +36,11 @@ class AutoencoderTask:
         except ValueError as e:
             raise ConfigMismatchError(f"the run directory's config.json is not a config of this "
                                       f"version ({e}); use a new --out directory") from None
-        if prev.init != self.cfg.init and prev.init.path == self.cfg.init.path:
-            raise ConfigMismatchError(
-                f"init {prev.init.path}: its weights changed since this run was started from "
-                f"it; use a new --out directory")
         if prev.init != self.cfg.init:
+            if prev.init.path == self.cfg.init.path:
+                raise ConfigMismatchError(
+                    f"init {prev.init.path}: its weights changed since this run was started "
+                    f"from it; use a new --out directory")
             raise ConfigMismatchError(
                 "the run directory was started from other initial weights (init); use a new "
                 "--out directory (or the same --init as before to resume)")
@@ -54,9 +55,12 @@ class AutoencoderTask:
                              seed=self.cfg.train.seed)
 
     def build_model(self) -> Autoencoder:
+        """The model to train, from ``init`` when fine-tuning. The loop's later calls build the
+        modules its EMA weights are copied into, so the init export is hashed and read once."""
         model = Autoencoder.from_config(self.cfg)
-        if self.cfg.init.path is not None:
+        if self.cfg.init.path is not None and not self._init_loaded:
             load_initial_weights(model, self.cfg)
+            self._init_loaded = True
         return model
 
     def build_objective(self, model: Autoencoder, device: torch.device):

@@ -10,7 +10,7 @@ with x_hat = Dec(E(x)), L the decoder's last conv weight, s_0 = ``loss.adversari
 Discriminator step (``after_step``, its own Adam; after the generator update):
 
     L_D = L_disc(D(x), D(sg(x_hat))) + lecam_weight * R_LC(D(x), D(sg(x_hat)); alpha_R, alpha_F)
-          + r1_weight / 2 * E||grad_x D(x)||^2          (R1, Mescheder et al. 2018, eq. 9; off by default)
+          + r1_weight / 2 * E||grad_x D(x)||^2    (R1, Mescheder et al. 2018, eq. 9; off by default)
 
 Architecture (SWYCC sec. 3.5: MaskGIT encoder-decoder + MAGVIT-v2 sec. 3.2 improvements): the
 shared encoder already downsamples by strided convs; the decoder (``Decoder``, the D_Initial
