@@ -22,7 +22,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from swycc.autoencoders import SWYCC
 from swycc.config import get_preset, override
-from swycc.diffusion import add_noise, v_target
+from swycc.diffusion.schedule import add_noise, v_target
 
 FLAGS = ("model.encoder.grad_checkpointing", "model.decoder.grad_checkpointing",
          "model.unet.grad_checkpointing")

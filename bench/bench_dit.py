@@ -26,9 +26,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's swycc
 from bench_train import flops_of, matmul_peak
-from swycc.dit_config import DiTConfig, get_dit_preset
-from swycc.dit_objective import class_drop_mask, dit_loss
-from swycc.nn.dit import DiT
+from swycc.generation.config import DiTConfig, get_dit_preset
+from swycc.generation.objective import class_drop_mask, dit_loss
+from swycc.generation.dit import DiT
 
 
 def _adam(model: torch.nn.Module) -> torch.optim.Optimizer:

@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 import bench_gpu  # noqa: E402
 from bench_train import flops_of  # noqa: E402
 
-from swycc.dit_config import get_dit_preset  # noqa: E402
-from swycc.dit_objective import class_drop_mask, dit_loss  # noqa: E402
-from swycc.nn.dit import DiT  # noqa: E402
+from swycc.generation.config import get_dit_preset  # noqa: E402
+from swycc.generation.objective import class_drop_mask, dit_loss  # noqa: E402
+from swycc.generation.dit import DiT  # noqa: E402
 
 
 def make_step(kind: str, cfg, batch: int, compile_: bool):

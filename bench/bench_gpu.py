@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from bench_train import diffusers_peer, flops_of, training_step
 
 from swycc.autoencoders import SWYCC
-from swycc.config import get_preset, override, with_method
+from swycc.config import get_preset, override
+from swycc.autoencoders.kinds import with_method
 
 
 DEVICE = "cuda"  # --device cpu only to check this script where no GPU is lent

@@ -14,7 +14,7 @@ live memory rather than heap fragmentation (which would grow with the number of 
 It makes 2048 and 4096 px affordable on a CPU (a full 4096 px decode is ~20 TFLOP); at the sizes
 run both ways, the two peaks are printed side by side to check that the shortcut is faithful.
 
-Seam: a gradient and a texture image (swycc.tiling.gradient_image / texture_image) encoded,
+Seam: a gradient and a texture image (swycc.autoencoders.tiling.gradient_image / texture_image) encoded,
 then decoded tiled and untiled; gradient energy within 2 px of the tile borders over the energy
 elsewhere (1 = no seam; the untiled decode on the same borders is the reference).
 """
@@ -35,8 +35,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from swycc.autoencoders import SWYCC
-from swycc.pretrained import default_checkpoint
-from swycc.tiling import (DEFAULT_OVERLAP, DEFAULT_TILE, count_tiles, gradient_image,
+from swycc.autoencoders.pretrained import default_checkpoint
+from swycc.autoencoders.tiling import (DEFAULT_OVERLAP, DEFAULT_TILE, count_tiles, gradient_image,
                           seam_energy_ratio, texture_image, tile_edges)
 
 STEPS, GUIDANCE = 1, 0.5

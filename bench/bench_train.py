@@ -17,10 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from swycc.autoencoder import Autoencoder
+from swycc.autoencoders.base import Autoencoder
 from swycc.autoencoders import SWYCC
-from swycc.config import Config, get_preset, override, with_method
-from swycc.kinds import KINDS, get_kind
+from swycc.config import Config, get_preset, override
+from swycc.autoencoders.kinds import with_method
+from swycc.autoencoders.kinds import KINDS, get_kind
 from swycc.train.ema import EMA
 from swycc.train.optim import make_optimizer, optimizer_step
 
@@ -116,7 +117,7 @@ def bench_decode(model: SWYCC, s: int, steps: int, n: int = 4) -> dict:
 
 def bench_eval(model: SWYCC, decode_steps: int) -> dict:
     """`swycc eval` throughput: reconstruction (DDIM) + PSNR, SSIM and the three proxies."""
-    from swycc.evaluate import eval_images_per_second
+    from swycc.metrics.evaluate import eval_images_per_second
 
     model.eval()
     return {f"eval_img_s_{decode_steps}_steps": eval_images_per_second(

@@ -4,7 +4,7 @@
 #   scripts/build_photo_set.sh OUT [DEBS_DIR]
 #
 # Downloads the five packages into DEBS_DIR (default: OUT.debs; kept for reruns) with
-# `apt-get download` (no root needed for the download), then runs `python -m swycc.photoset`
+# `apt-get download` (no root needed for the download), then runs `python -m swycc.data.photoset`
 # with the verdicts by eye in scripts/photo_set_overrides.txt. Extra options for the builder go
 # in PHOTOSET_ARGS, e.g. PHOTOSET_ARGS="--format jpg --keep-illustrations". Rerunning is cheap:
 # analyses are cached and files already written are kept.
@@ -41,5 +41,5 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 fi
 
 # shellcheck disable=SC2086
-"$python" -m swycc.photoset --out "$out" --overrides "$here/photo_set_overrides.txt" \
+"$python" -m swycc.data.photoset --out "$out" --overrides "$here/photo_set_overrides.txt" \
     ${PHOTOSET_ARGS:-} "$debs"/*.deb

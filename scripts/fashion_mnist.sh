@@ -16,7 +16,7 @@ trap 'rm -rf "$work"' EXIT
 src="$work/pkg/usr/share/datasets/fashion-mnist"
 mkdir -p "$out"
 cp "$work/pkg/usr/share/doc/dataset-fashion-mnist/copyright" "$out/COPYRIGHT"
-"$py" -m swycc.idx_folder --images "$src/train-images-idx3-ubyte.gz" \
+"$py" -m swycc.data.idx_folder --images "$src/train-images-idx3-ubyte.gz" \
     --labels "$src/train-labels-idx1-ubyte.gz" --per-class "$train" --pad-to 32 --out "$out/train"
-"$py" -m swycc.idx_folder --images "$src/t10k-images-idx3-ubyte.gz" \
+"$py" -m swycc.data.idx_folder --images "$src/t10k-images-idx3-ubyte.gz" \
     --labels "$src/t10k-labels-idx1-ubyte.gz" --per-class "$test" --pad-to 32 --out "$out/test"

@@ -7,8 +7,8 @@ RUN=${1:?usage: scripts/ship_pretrained.sh RUN_DIR}
 .venv/bin/python - "$RUN" <<'PY'
 import sys
 import torch
-from swycc.autoencoder import SWYCC
-from swycc.pretrained import DEFAULT_NAME, PRETRAINED_DIR
+from swycc.autoencoders import SWYCC
+from swycc.autoencoders.pretrained import DEFAULT_NAME, PRETRAINED_DIR
 model = SWYCC.from_pretrained(f"{sys.argv[1]}/export")
 path = model.save_pretrained(PRETRAINED_DIR / DEFAULT_NAME, dtype=torch.float16)
 print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

@@ -1,6 +1,6 @@
 """swycc: image autoencoders with a diffusion decoder ("Sample what you can't compress")."""
 
-from swycc.autoencoder import Autoencoder, load_autoencoder
+from swycc.autoencoders.base import Autoencoder, load_autoencoder
 from swycc.autoencoders import DGAE, SWYCC, GANAutoencoder
 from swycc.config import Config, get_preset
 

@@ -8,28 +8,19 @@ later. ``to_dict``/``from_dict`` round-trip through JSON and reject unknown keys
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from swycc.config_types import (ConfigError, Validated, check_choices, choice, choices_from,
-                                 field_type, from_dict, parse_text, replace_path)
+from swycc.config_types import (ConfigError, JsonConfig, Validated, choice, field_type, parse_text,
+                                 replace_path)
 
-__all__ = ["ConfigError", "Config", "PRESETS", "get_preset", "override", "with_method", "shrink"]
-
-
-# registries filled at import time; checked when a config comes from a user
-def _kind_names() -> list[str]:
-    from swycc.kinds import KINDS
-
-    return list(KINDS)
+__all__ = ["ConfigError", "Config", "PRESETS", "get_preset", "override", "shrink"]
 
 
-def _perceptual_names() -> list[str]:
-    from swycc.perceptual import DISTS_NET_NAMES, PERCEPTUAL_NETS
-
-    return [*PERCEPTUAL_NETS, *DISTS_NET_NAMES]
+# the perceptual nets ``loss.perceptual_net`` may name (built by swycc.losses.registry, whose
+# test checks that both lists agree)
+PERCEPTUAL_NET_NAMES = ("efficientnet-lite0", "resnet50", "vgg16", "dists-effnetlite0",
+                        "dists-vgg16")
 
 
 def shrink(cfg: Config, width: int = 8) -> Config:
@@ -111,8 +102,9 @@ class UNetConfig(Validated):
 
 @dataclass(frozen=True)
 class ModelConfig(Validated):
-    # the autoencoder kind: "swycc", "gan", "dgae" (see swycc.kinds; `swycc info` lists them)
-    method: str = choices_from("swycc", _kind_names)
+    # the autoencoder kind: "swycc", "gan", "dgae", ... (swycc.autoencoders.kinds lists them and
+    # checks this name where a config enters: the CLI, read_config, from_pretrained)
+    method: str = "swycc"
     image_size: int = 256  # training resolution (pixels); any size works at inference
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
@@ -133,7 +125,7 @@ class LossConfig(Validated):
     perceptual_weight: float = 0.1  # lambda_p
     mse_weight: float = 1.0  # lambda_m
     # efficientnet-lite0 (default), resnet50, vgg16, dists-vgg16, dists-effnetlite0 (Fig. 10)
-    perceptual_net: str = choices_from("efficientnet-lite0", _perceptual_names)
+    perceptual_net: str = choice("efficientnet-lite0", PERCEPTUAL_NET_NAMES)
     perceptual_weights: str | None = None  # local weight file; None = the packaged default
     cond_dropout: float = 0.1  # CFG: D_Initial(E(x)) zeroed on this fraction of examples
     # GAN baseline (method="gan") only
@@ -249,7 +241,7 @@ class InitConfig(Validated):
 
 
 @dataclass(frozen=True)
-class Config(Validated):
+class Config(JsonConfig):
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -257,34 +249,11 @@ class Config(Validated):
     data: DataConfig = field(default_factory=DataConfig)
     init: InitConfig = field(default_factory=InitConfig)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Config:
-        """From a JSON-like mapping; a wrong type, range, choice or key is a ConfigError."""
-        cfg = from_dict(cls, d)
-        check_choices(cfg)
-        return cfg
-
-    @classmethod
-    def from_json(cls, s: str) -> Config:
-        try:
-            d = json.loads(s)
-        except json.JSONDecodeError as e:
-            raise ConfigError("(file)", f"not valid JSON ({e})") from None
-        return cls.from_dict(d)
-
 
 def override(cfg: Any, path: str, value: Any) -> Any:
     """Return ``cfg`` with the dotted option ``path`` (e.g. ``train.lr``) replaced by ``value``,
     checked like any config value (ConfigError naming ``path``)."""
-    new = replace_path(cfg, path, value)
-    check_choices(new)
-    return new
+    return replace_path(cfg, path, value)
 
 
 def override_text(cfg: Any, path: str, text: str) -> Any:
@@ -364,11 +333,3 @@ def get_preset(name: str) -> Config:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name]
-
-
-def with_method(cfg: Config, method: str) -> Config:
-    """Switch to another autoencoder kind with that kind's own defaults (e.g. the GAN decoder's
-    adaptive GroupNorm, DGAE's feature guide): ``swycc.kinds`` owns them."""
-    from swycc.kinds import get_kind
-
-    return get_kind(method).configure(replace(cfg, model=replace(cfg.model, method=method)))

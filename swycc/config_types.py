@@ -6,9 +6,10 @@ configs), ints are widened to floats where a float is declared, non-finite float
 field declared with ``choice(...)`` must be one of its choices, and the class's ``check()`` adds
 range rules. Violations raise ``ConfigError`` naming the dotted option (``train.batch_size``).
 
-Choices that live in a registry filled at import time (the autoencoder kinds, the perceptual
-networks) are declared with ``choices_from(...)`` and checked by ``check_choices`` when a config
-comes from a user (``from_dict``, ``override``), not while the presets are being built.
+A config knows nothing of the registries above it: ``model.method`` is checked against the
+autoencoder kinds where a config enters (the CLI, ``read_config``, ``from_pretrained``).
+``JsonConfig`` gives every top-level config (``Config``, ``DiTRunConfig``, ``DistillConfig``) the
+same ``to_dict``/``to_json``/``from_dict``/``from_json``, with the same errors.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import dataclasses
 import json
 import math
 import types
-from collections.abc import Callable, Iterable
 from dataclasses import field, fields, is_dataclass
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
@@ -36,11 +36,6 @@ class ConfigError(ValueError):
 def choice(default: str, choices: tuple[str, ...]) -> Any:
     """A str field that must be one of ``choices``."""
     return field(default=default, metadata={"choices": choices})
-
-
-def choices_from(default: str, provider: Callable[[], Iterable[str]]) -> Any:
-    """A str field whose choices come from a registry (checked by ``check_choices``)."""
-    return field(default=default, metadata={"choices_from": provider})
 
 
 _HINTS: dict[type, dict[str, Any]] = {}
@@ -136,20 +131,6 @@ class Validated:
             raise ConfigError(option, message)
 
 
-def check_choices(cfg: Any, prefix: str = "") -> None:
-    """Check every ``choices_from`` field of the tree against its registry."""
-    for f in fields(cfg):
-        value = getattr(cfg, f.name)
-        name = f"{prefix}{f.name}"
-        provider = f.metadata.get("choices_from")
-        if provider is not None:
-            allowed = list(provider())
-            if value not in allowed:
-                raise ConfigError(name, f"must be one of {', '.join(allowed)}; got {value!r}")
-        if is_dataclass(value):
-            check_choices(value, f"{name}.")
-
-
 def from_dict(cls: type, d: Any) -> Any:
     """Build config ``cls`` from a JSON-like mapping; unknown keys and bad values are errors."""
     if not isinstance(d, dict):
@@ -170,6 +151,30 @@ def from_dict(cls: type, d: Any) -> Any:
         else:
             kwargs[name] = value
     return cls(**kwargs)
+
+
+class JsonConfig(Validated):
+    """``to_dict``/``to_json`` and their checked inverses, shared by the top-level configs."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Any:
+        """From a JSON-like mapping; a wrong type, range or key is a ConfigError."""
+        return from_dict(cls, d)
+
+    @classmethod
+    def from_json(cls, s: str) -> Any:
+        try:
+            d = json.loads(s)
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise ConfigError("(file)", f"not valid JSON ({e})") from None
+        return cls.from_dict(d)
+
 
 
 def field_type(cfg: Any, path: str, _prefix: str = "") -> Any:
@@ -241,5 +246,5 @@ def replace_path(cfg: Any, path: str, value: Any) -> Any:
     return dataclasses.replace(cfg, **{head: value})
 
 
-__all__ = ["ConfigError", "Validated", "check_choices", "choice", "choices_from", "coerce",
-           "field_type", "from_dict", "parse_text", "replace_path"]
+__all__ = ["ConfigError", "JsonConfig", "Validated", "choice", "coerce", "field_type", "from_dict",
+           "parse_text", "replace_path"]

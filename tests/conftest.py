@@ -27,7 +27,7 @@ def random_tiny_model():
     """Factory: SWYCC on the tiny preset at test width, config overrides as keyword arguments
     ({"model.method": "gan"}), every weight matrix ~ N(0, 0.05) (so the U-Net's zero-initialised
     output layers give non-zero output), in eval mode."""
-    from swycc.autoencoder import Autoencoder
+    from swycc.autoencoders.base import Autoencoder
     from swycc.config import get_preset, override, shrink
 
     def make(seed: int = 0, **overrides):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from swycc.autoencoder import Autoencoder, CheckpointError, read_config
+from swycc.autoencoders.base import Autoencoder, CheckpointError, read_config
 from swycc.config import get_preset, override, shrink
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from swycc.autoencoder import Autoencoder
+from swycc.autoencoders.base import Autoencoder
 from swycc.cli import main
 from swycc.config import get_preset, override, shrink
 

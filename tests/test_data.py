@@ -8,8 +8,8 @@ from PIL import Image
 from swycc.config import DataConfig
 from swycc.data import (ImageError, ImageFolderDataset, build_dataset, center_crop_square,
                         load_image, save_image)
-from swycc.data_order import ResumableSampler, make_loader
-from swycc.embedded import HELD_OUT_FRACTION, EmbeddedCropDataset, embedded_photos, train_width
+from swycc.data.order import ResumableSampler, make_loader
+from swycc.data.embedded import HELD_OUT_FRACTION, EmbeddedCropDataset, embedded_photos, train_width
 
 
 def test_modes_convert_to_rgb(tmp_path):

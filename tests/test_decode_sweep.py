@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from swycc.autoencoder import Autoencoder
+from swycc.autoencoders.base import Autoencoder
 from swycc.cli import main
 from swycc.config import get_preset, override, shrink
 from swycc.experiments.decoding import settings

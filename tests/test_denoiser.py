@@ -4,7 +4,7 @@ training's condition dropout is the sampler's unconditional branch."""
 import pytest
 import torch
 
-from swycc.denoiser import Denoiser
+from swycc.diffusion.denoiser import Denoiser
 
 
 class Oracle(torch.nn.Module):

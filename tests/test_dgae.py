@@ -10,7 +10,8 @@ from PIL import Image
 
 from swycc.autoencoders.dgae import DGAE, gaussian_kl
 from swycc.cli import main
-from swycc.config import override, with_method
+from swycc.config import override
+from swycc.autoencoders.kinds import with_method
 from swycc.train.checkpoint import CheckpointDir, flatten
 from swycc.train.dgae_objective import DGAEObjective
 

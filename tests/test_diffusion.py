@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from swycc.diffusion import (add_noise, alpha_sigma, eps_from_v, logsnr, v_loss, v_target,
+from swycc.diffusion.schedule import (add_noise, alpha_sigma, eps_from_v, logsnr, v_loss, v_target,
                              x_from_v)
 
 

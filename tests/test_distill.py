@@ -13,12 +13,13 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from swycc.autoencoder import Autoencoder
+from swycc.autoencoders.base import Autoencoder
 from swycc.autoencoders import SWYCC, DistilledSWYCC
 from swycc.autoencoders.distilled import GuidanceFoldedError
 from swycc.cli import main
-from swycc.config import override, with_method
-from swycc.diffusion import alpha_sigma
+from swycc.config import override
+from swycc.autoencoders.kinds import with_method
+from swycc.diffusion.schedule import alpha_sigma
 from swycc.distill.config import DistillConfig
 from swycc.distill.objective import (PDDraw, ProgressiveDistillObjective, ddim_step,
                                      draw_pd_noise, pd_target)

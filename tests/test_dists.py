@@ -5,10 +5,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from swycc.dists import (C1, C2, DISTS_VGG16_CHANNELS, DISTSEffNetLite0, DISTSVGG16, L2Pooling,
+from swycc.losses.dists import (C1, C2, DISTS_VGG16_CHANNELS, DISTSEffNetLite0, DISTSVGG16, L2Pooling,
                          dists_from_features, dists_vgg16_trunk, load_dists_weights,
                          load_vgg16_features)
-from swycc.perceptual import (PerceptualLoss, WeightsError, build_perceptual,
+from swycc.losses.registry import build_perceptual
+from swycc.losses.perceptual import (PerceptualLoss, WeightsError,
                               perceptual_distance, sha256_file)
 
 

@@ -4,11 +4,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from swycc.diffusion import alpha_sigma, logsnr
-from swycc.dit_config import (DIT_PRESETS, DiTConfig, DiTRunConfig, get_dit_preset, shrink_dit)
-from swycc.dit_objective import (DiTObjective, class_drop_mask, dit_loss, dit_sample,
+from swycc.diffusion.schedule import alpha_sigma, logsnr
+from swycc.generation.config import (DIT_PRESETS, DiTConfig, DiTRunConfig, get_dit_preset, shrink_dit)
+from swycc.generation.objective import (DiTObjective, class_drop_mask, dit_loss, dit_sample,
                                  drop_labels)
-from swycc.nn.dit import DiT, apply_rope, count_parameters, rope_2d_angles, rope_tables
+from swycc.generation.dit import DiT, apply_rope, count_parameters, rope_2d_angles, rope_tables
 
 TINY = get_dit_preset("dit-tiny").dit
 

@@ -11,10 +11,10 @@ from safetensors.torch import load_file
 
 from swycc.cli import main
 from swycc.config_types import ConfigError
-from swycc.dit_config import get_dit_preset, override_dit_text
-from swycc.latent_dataset import autoencoder_identity
-from swycc.nn.dit import count_parameters
-from swycc.train.dit_task import load_dit
+from swycc.generation.config import get_dit_preset, override_dit_text
+from swycc.generation.latents import autoencoder_identity
+from swycc.generation.dit import count_parameters
+from swycc.generation.task import load_dit
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
@@ -24,7 +24,7 @@ def run(capsys, *argv) -> tuple[int, str, str]:
 
 
 def make_autoencoder(path, seed: int):
-    from swycc.autoencoder import Autoencoder
+    from swycc.autoencoders.base import Autoencoder
     from swycc.config import get_preset, shrink
 
     torch.manual_seed(seed)

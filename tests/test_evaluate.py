@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from swycc import evaluate as E
+from swycc.metrics import evaluate as E
 from swycc.metrics import maths
 
 
@@ -30,7 +30,7 @@ class CountingNet(nn.Module):
 
 @pytest.fixture
 def model(tiny_cfg):
-    from swycc.autoencoder import Autoencoder
+    from swycc.autoencoders.base import Autoencoder
 
     torch.manual_seed(0)
     return Autoencoder.from_config(tiny_cfg).eval()
@@ -127,7 +127,7 @@ def test_reference_cache_reused_and_invalidated(model, images, tmp_path):
 def test_deterministic_gan_scored_once(tiny_cfg, images):
     from dataclasses import replace
 
-    from swycc.autoencoder import Autoencoder
+    from swycc.autoencoders.base import Autoencoder
 
     cfg = replace(tiny_cfg, model=replace(tiny_cfg.model, method="gan"))
     gan = Autoencoder.from_config(cfg).eval()
@@ -150,7 +150,7 @@ def test_eval_images_per_second(model):
 def checkpoints(model, tiny_cfg, tmp_path):
     from dataclasses import replace
 
-    from swycc.autoencoder import Autoencoder
+    from swycc.autoencoders.base import Autoencoder
 
     a = tmp_path / "swycc_ckpt"
     model.save_pretrained(a)

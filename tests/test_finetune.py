@@ -6,8 +6,9 @@ import json
 import pytest
 import torch
 
-from swycc.autoencoder import Autoencoder, weights_sha256
-from swycc.cli import init_config, main
+from swycc.autoencoders.base import Autoencoder, weights_sha256
+from swycc.cli import main
+from swycc.cli.args import init_config
 from swycc.config import get_preset, shrink
 from swycc.train.autoencoder_task import AutoencoderTask
 

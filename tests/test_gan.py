@@ -8,9 +8,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from swycc.autoencoder import Autoencoder
+from swycc.autoencoders.base import Autoencoder
 from swycc.config import get_preset, override
-from swycc.gan_losses import (
+from swycc.losses.adversarial import (
     adaptive_weight,
     discriminator_loss,
     ema_update,
@@ -238,7 +238,7 @@ def test_objective_state_round_trips_through_checkpoint_format(tiny_cfg):
 
 @pytest.fixture
 def loop_cfg(tiny_cfg, tmp_path):
-    pytest.importorskip("swycc.data")
+    pytest.importorskip("swycc.data.images")
     import numpy as np
     from PIL import Image
 

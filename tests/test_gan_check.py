@@ -164,7 +164,7 @@ def test_gan_check_end_to_end_and_resume(tmp_path, capsys):
 
 
 def test_budget_moves_the_adversarial_start_into_short_runs(tiny_cfg):
-    from swycc.config import with_method
+    from swycc.autoencoders.kinds import with_method
     from swycc.experiments.runner import Budget, with_budget
 
     gan, off = gan_check_arms(tiny_cfg)

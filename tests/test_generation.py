@@ -10,11 +10,11 @@ from PIL import Image
 from scipy import linalg
 
 from swycc.cli import main
-from swycc.evaluate import FeatureSet
-from swycc.generation import balanced_labels
-from swycc.generation_eval import score_generated, stats_from_npz
-from swycc.idx_folder import main as idx_main
-from swycc.idx_folder import read_idx
+from swycc.metrics.evaluate import FeatureSet
+from swycc.generation.generator import balanced_labels
+from swycc.generation.evaluate import score_generated, stats_from_npz
+from swycc.data.idx_folder import main as idx_main
+from swycc.data.idx_folder import read_idx
 from swycc.metrics import maths
 
 
@@ -232,7 +232,7 @@ def test_autoencoder_record_survives_options_added_later():
     """A DiT's record of its autoencoder's config, made before swycc grew an option, still
     matches that autoencoder; a real change of value does not."""
     from swycc.config import get_preset
-    from swycc.generation import config_differences
+    from swycc.generation.generator import config_differences
 
     now = json.loads(json.dumps(get_preset("tiny").to_dict()))
     old = json.loads(json.dumps(now))

@@ -4,9 +4,9 @@ loss and gradients as without it, blocks really recomputed in training only, nam
 import torch
 
 from swycc.autoencoders import SWYCC
-from swycc.diffusion import add_noise, v_target
+from swycc.diffusion.schedule import add_noise, v_target
 from swycc.nn.blocks import EmbResBlock, ResBlock, SelfAttention
-from swycc.pretrained import default_checkpoint
+from swycc.autoencoders.pretrained import default_checkpoint
 
 FLAGS = ("model.encoder.grad_checkpointing", "model.decoder.grad_checkpointing",
          "model.unet.grad_checkpointing")

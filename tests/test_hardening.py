@@ -16,10 +16,11 @@ import pytest
 import torch
 from PIL import Image
 
-from swycc.autoencoder import Autoencoder
-from swycc.cli import EXIT_DIVERGED, EXIT_PREEMPTED, main
+from swycc.autoencoders.base import Autoencoder
+from swycc.cli import main
+from swycc.cli.args import EXIT_DIVERGED, EXIT_PREEMPTED
 from swycc.config import get_preset, shrink
-from swycc.latents_io import LatentEntry, save_latents
+from swycc.io.latents import LatentEntry, save_latents
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--preset", "tiny", "--set", "model.encoder.base_channels=8",
@@ -319,9 +320,9 @@ def test_08_outputs_existing_refused_and_all_or_nothing(files, tmp_path, capsys,
     assert "not a directory" in _err(capsys)
     # the disk fills up while writing the second image: the first one is removed too, the
     # existing file is left as it was, and no temporary file remains
-    import swycc.data
+    import swycc.data.images
 
-    real_save, calls = swycc.data.save_image, []
+    real_save, calls = swycc.data.images.save_image, []
 
     def failing_save(x, path):
         calls.append(path)
@@ -329,13 +330,13 @@ def test_08_outputs_existing_refused_and_all_or_nothing(files, tmp_path, capsys,
             raise OSError(28, "No space left on device")
         real_save(x, path)
 
-    monkeypatch.setattr(swycc.data, "save_image", failing_save)
+    monkeypatch.setattr(swycc.data.images, "save_image", failing_save)
     assert main([*rec, "--out", str(out), "--overwrite"]) == 2
     assert "No space left" in _err(capsys) and len(calls) == 2
     assert _tree(out) == {"img1.png"} and (out / "img1.png").read_bytes() == b"mine"
     assert main([*rec, "--out", str(tmp_path / "new" / "dir")]) == 2
     assert not (tmp_path / "new").exists()  # directories it made are removed as well
-    monkeypatch.setattr(swycc.data, "save_image", real_save)
+    monkeypatch.setattr(swycc.data.images, "save_image", real_save)
     assert main([*rec, "--out", str(out), "--overwrite"]) == 0
     assert _tree(out) == {"img0.png", "img1.png"} and (out / "img1.png").read_bytes() != b"mine"
 

@@ -9,10 +9,11 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from swycc.autoencoder import Autoencoder, CheckpointError
+from swycc.autoencoders.base import Autoencoder, CheckpointError
 from swycc.autoencoders import SWYCC, GANAutoencoder
-from swycc.config import override, with_method
-from swycc.kinds import KINDS, get_kind
+from swycc.config import override
+from swycc.autoencoders.kinds import with_method
+from swycc.autoencoders.kinds import KINDS, get_kind
 from swycc.train.autoencoder_task import train_autoencoder
 
 REFERENCE = Path(__file__).parent / "data" / "shipped_reference.safetensors"
@@ -93,15 +94,34 @@ def test_kind_defaults_applied_by_with_method(tiny_cfg):
     assert back.model.decoder.out_channels == 3 and not back.model.decoder.adaptive_norm
 
 
+# Cross-machine tolerance of the reference tensors below, derived from float32 kernel noise.
+# Measured on a 2-core AMD EPYC (avx512_bf16, torch 2.13 CPU): this machine vs the reference
+# (written on another x86 CPU) differs by at most 1.3e-6 (encode, D_Initial) and 2.7e-6 (3-step
+# samples); the same machine with oneDNN's kernels switched off differs from itself by 1.3e-6 and
+# 2.5e-6. A real change of behaviour moves these outputs by orders of magnitude more, so the
+# tolerance is 4x the largest measured kernel-to-kernel difference; the test also measures that
+# difference on the machine it runs on and checks that the tolerance still covers it.
+KERNEL_NOISE_TOL = 1e-5
+
+
 def test_shipped_model_reconstructs_as_before_the_registry():
     """Reference tensors written by the code before the kinds registry (commit a9076bf)."""
-    from swycc.pretrained import default_checkpoint
+    from swycc.autoencoders.pretrained import default_checkpoint
 
     ref = load_file(str(REFERENCE))
     model = Autoencoder.from_pretrained(default_checkpoint())
     assert type(model) is SWYCC
-    g = torch.Generator().manual_seed(0)
-    xs = model.reconstruct(ref["x"], steps=3, guidance=0.5, samples=2, generator=g)
-    assert torch.allclose(model.encode(ref["x"]), ref["z"], atol=1e-6)
-    assert torch.allclose(model.reconstruct_initial(ref["x"]), ref["initial"], atol=1e-6)
-    assert torch.allclose(xs, ref["samples"], atol=1e-6)
+
+    def outputs():
+        g = torch.Generator().manual_seed(0)
+        return {"z": model.encode(ref["x"]), "initial": model.reconstruct_initial(ref["x"]),
+                "samples": model.reconstruct(ref["x"], steps=3, guidance=0.5, samples=2,
+                                             generator=g)}
+
+    got = outputs()
+    with torch.backends.mkldnn.flags(enabled=False):  # the same maths through other kernels
+        other = outputs()
+    for name, value in got.items():
+        noise = float((value - other[name]).abs().max())
+        assert noise < KERNEL_NOISE_TOL / 2, (name, noise)  # the tolerance covers kernel noise
+        torch.testing.assert_close(value, ref[name], rtol=0, atol=KERNEL_NOISE_TOL, msg=name)

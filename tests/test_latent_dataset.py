@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from swycc.data import center_crop_square, load_image
-from swycc.latent_dataset import (INDEX, LatentDataset, LatentDatasetError, encode_dataset,
+from swycc.data.images import center_crop_square, load_image
+from swycc.generation.latents import (INDEX, LatentDataset, LatentDatasetError, encode_dataset,
                                   finalize, shard_name)
 
 IDENTITY = {"config": '{"preset": "test"}', "weights_sha256": "ab" * 32}

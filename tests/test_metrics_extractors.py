@@ -281,7 +281,7 @@ def test_weight_lookup_order(no_weights, monkeypatch):
 # ---- offline proxies (EfficientNet-Lite0) --------------------------------------------------------
 
 def test_proxy_features_and_names():
-    from swycc.evaluate import METRICS
+    from swycc.metrics.evaluate import METRICS
     from swycc.metrics.proxies import PROXY_METRICS, EffNetLite0Global, load_effnetlite0_proxies
 
     for name, text in PROXY_METRICS.items():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from swycc.autoencoder import Autoencoder
+from swycc.autoencoders.base import Autoencoder
 from swycc.config import PRESETS, get_preset, shrink
 
 

@@ -6,18 +6,17 @@ import torch
 from torch import nn
 
 from swycc.nn.backbones import ResNet50Trunk, vgg16_features
-from swycc.perceptual import (
-    PERCEPTUAL_NETS,
+from swycc.losses.perceptual import (
     EfficientNetLite0Features,
     PerceptualLoss,
     ResNet50Features,
     VGG16Features,
     WeightsError,
-    build_perceptual,
     efficientnet_lite0,
     efficientnet_lite0_weights,
     perceptual_distance,
 )
+from swycc.losses.registry import PERCEPTUAL_NETS, build_perceptual
 
 
 def images(n: int, size: int, seed: int) -> torch.Tensor:
@@ -56,7 +55,7 @@ def test_factory_builds_packaged_default(lite0_state):
 
 
 def test_hash_mismatch_is_a_clear_error(lite0_state, monkeypatch):
-    monkeypatch.setattr("swycc.perceptual.EFFICIENTNET_LITE0_SHA256", "0" * 64)
+    monkeypatch.setattr("swycc.losses.perceptual.EFFICIENTNET_LITE0_SHA256", "0" * 64)
     with pytest.raises(WeightsError, match="SHA-256"):
         efficientnet_lite0_weights()
 

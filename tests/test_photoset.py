@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from swycc.photoset import (Candidate, PhotoSetConfig, PhotoSetError, build_photo_set, choose,
+from swycc.data.photoset import (Candidate, PhotoSetConfig, PhotoSetError, build_photo_set, choose,
                             family_key, held_out_families, main, read_overrides)
-from swycc.photoset_images import (hamming, illustration_reason, image_statistics,
+from swycc.data.photoset_images import (hamming, illustration_reason, image_statistics,
                                    perceptual_hash)
-from swycc.photoset_licence import PackageLicences
+from swycc.data.photoset_licence import PackageLicences
 
 
 def photo_like(seed: int, w: int = 240, h: int = 150) -> np.ndarray:

@@ -6,9 +6,9 @@ import json
 import torch
 from swycc.autoencoders import SWYCC
 from swycc.cli import main
-from swycc.embedded import EmbeddedCropDataset
+from swycc.data.embedded import EmbeddedCropDataset
 from swycc.metrics.maths import psnr, quantize_uint8
-from swycc.pretrained import default_checkpoint
+from swycc.autoencoders.pretrained import default_checkpoint
 
 
 def test_shipped_model_loads_and_is_trained():

@@ -1,12 +1,12 @@
 import pytest
 import torch
 
-from swycc.sampling import ddim_sample, guided_v
+from swycc.diffusion.sampling import ddim_sample, guided_v
 
 
 def oracle(x_true):
     """A perfect denoiser for a single known image: v = (alpha x_t - x) / sigma."""
-    from swycc.diffusion import alpha_sigma
+    from swycc.diffusion.schedule import alpha_sigma
 
     def f(x_t, t, cond):
         a, s = alpha_sigma(t)

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from swycc.cli import main
-from swycc.ship_check import (MAX_COLOUR_SHIFT, bicubic_from_eighth, colour_shift,
+from swycc.experiments.ship_check import (MAX_COLOUR_SHIFT, bicubic_from_eighth, colour_shift,
                               judge_held_back, judge_model)
 
 
@@ -106,7 +106,7 @@ def test_judge_held_back_directions():
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from swycc.autoencoder import Autoencoder
+    from swycc.autoencoders.base import Autoencoder
     from swycc.config import get_preset, shrink
 
     root = tmp_path_factory.mktemp("ship")

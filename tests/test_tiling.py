@@ -1,13 +1,13 @@
-"""Tiled encoding/decoding (swycc.tiling): geometry, partition of unity, exactness where the
+"""Tiled encoding/decoding (swycc.autoencoders.tiling): geometry, partition of unity, exactness where the
 image fits one tile or the network is local, and the seam bound on a gradient and a texture."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from swycc.diffusion import alpha_sigma
-from swycc.sampling import ddim_sample
-from swycc.tiling import (TilePlan, TilingError, auto_tile, count_tiles, gradient_image,
+from swycc.diffusion.schedule import alpha_sigma
+from swycc.diffusion.sampling import ddim_sample
+from swycc.autoencoders.tiling import (TilePlan, TilingError, auto_tile, count_tiles, gradient_image,
                           ramp_weights, seam_energy_ratio, texture_image, tile_edges, tile_starts,
                           tiled_denoiser, tiled_encode, tiled_map)
 

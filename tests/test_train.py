@@ -145,8 +145,9 @@ def test_two_process_ddp_equals_one_process(image_dir, tmp_path):
 
 
 def _initial_weights(common):
-    from swycc.autoencoder import Autoencoder
-    from swycc.cli import build_config, make_parser
+    from swycc.autoencoders.base import Autoencoder
+    from swycc.cli import make_parser
+    from swycc.cli.args import build_config
 
     args = make_parser().parse_args([*common, "--out", "unused"])
     torch.manual_seed(0)

@@ -1,8 +1,8 @@
 import torch
 from PIL import Image
 
-from swycc.sample_stats import pearson, sample_statistics
-from swycc.visual import (gradient_energy, local_gradient_energy, save_grid, save_variance_panel,
+from swycc.metrics.sample_stats import pearson, sample_statistics
+from swycc.io.visual import (gradient_energy, local_gradient_energy, save_grid, save_variance_panel,
                           variance_heatmap)
 
 

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from swycc.autoencoder import Autoencoder, unet_stride
+from swycc.autoencoders.base import Autoencoder, unet_stride
 from swycc.config import Config
-from swycc.denoiser import Denoiser
+from swycc.diffusion.denoiser import Denoiser
 from swycc.nn.autoencoder_nets import Decoder
 from swycc.nn.unet import UNet
 
@@ -35,6 +35,7 @@ def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 class DGAE(Autoencoder):
     kind = "dgae"
+    samples = True
 
     def __init__(self, config: Config):
         super().__init__(config)

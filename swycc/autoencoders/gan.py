@@ -7,13 +7,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from swycc.autoencoder import Autoencoder
+from swycc.autoencoders.base import Autoencoder
 from swycc.config import Config
 from swycc.nn.autoencoder_nets import Decoder
 
 
 class GANAutoencoder(Autoencoder):
     kind = "gan"
+    samples = False
+    initial_label = "GAN decoder"
 
     def __init__(self, config: Config):
         super().__init__(config)

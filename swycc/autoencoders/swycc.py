@@ -9,15 +9,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from swycc.autoencoder import Autoencoder, unet_stride
+from swycc.autoencoders.base import Autoencoder, unet_stride
 from swycc.config import Config
-from swycc.denoiser import Denoiser
+from swycc.diffusion.denoiser import Denoiser
 from swycc.nn.autoencoder_nets import Decoder
 from swycc.nn.unet import UNet
 
 
 class SWYCC(Autoencoder):
     kind = "swycc"
+    samples = True
+    initial_label = "D_Initial"
 
     def __init__(self, config: Config):
         super().__init__(config)

@@ -7,12 +7,10 @@ steps of each round (one value: every round).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from swycc.config import TrainConfig
-from swycc.config_types import ConfigError, Validated, choice, from_dict
+from swycc.config_types import JsonConfig, choice
 
 ROUND_TRAIN_DEFAULTS = TrainConfig(
     batch_size=16, lr=1e-4, warmup_steps=10, total_steps=1, lr_schedule="constant",
@@ -21,7 +19,7 @@ ROUND_TRAIN_DEFAULTS = TrainConfig(
 
 
 @dataclass(frozen=True)
-class DistillConfig(Validated):
+class DistillConfig(JsonConfig):
     teacher_steps: int = 16  # DDIM steps of the guided teacher that the first round imitates
     student_steps: int = 1  # the last round's student (its decode() default)
     guidance: float | None = None  # w folded in by the first round (None: the teacher's config)
@@ -53,19 +51,3 @@ class DistillConfig(Validated):
         t = self.train
         return replace(t, total_steps=n, seed=t.seed + k, warmup_steps=min(t.warmup_steps, n),
                        ema_warmup=min(t.ema_warmup, n), time_budget_s=time_budget_s)
-
-    def to_dict(self) -> dict[str, Any]:
-        import dataclasses
-
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DistillConfig:
-        return from_dict(cls, d)
-
-    @classmethod
-    def from_json(cls, s: str) -> DistillConfig:
-        try:
-            return cls.from_dict(json.loads(s))
-        except json.JSONDecodeError as e:
-            raise ConfigError("(file)", f"not valid JSON ({e})") from None

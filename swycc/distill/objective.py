@@ -18,7 +18,7 @@ Guidance folding (Meng et al. 2023): in the first round the teacher's steps use 
 guidance v = v_c + w (v_c - v_u); the student is called on the condition only, so from then on
 guidance costs no second network call. Later rounds' teachers are students: guidance 0.
 
-The teacher and its DDIM steps are exactly those of ``swycc.sampling.ddim_sample`` (clip of the
+The teacher and its DDIM steps are exactly those of ``swycc.diffusion.sampling.ddim_sample`` (clip of the
 x0 estimate at the denoiser's ``sample_clip``, eps recomputed from the clipped x0), so a student
 that matched its targets would reproduce the teacher's sampler. Randomness (i, eps) is drawn for
 the global batch from a generator seeded by (seed, step), rows picked per process, so resumed
@@ -33,8 +33,8 @@ import torch
 from torch import nn
 
 from swycc.autoencoders import SWYCC
-from swycc.diffusion import add_noise, alpha_sigma, logsnr, x_from_v
-from swycc.sampling import guided_v
+from swycc.diffusion.schedule import add_noise, alpha_sigma, logsnr, x_from_v
+from swycc.diffusion.sampling import guided_v
 from swycc.train.objectives import Objective, autocast_for, step_generator
 
 WEIGHTINGS = ("truncated-snr", "snr+1")

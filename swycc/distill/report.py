@@ -26,8 +26,8 @@ import torch
 
 from swycc.metrics import maths
 from swycc.metrics.spectrum import high_band_power_ratio, spectrum_distance
-from swycc.outputs import write_text_atomic
-from swycc.visual import gradient_energy, save_grid
+from swycc.io.outputs import write_text_atomic
+from swycc.io.visual import gradient_energy, save_grid
 
 GOAL_SHARPNESS_KEPT = 0.9  # the 1-step student keeps >= 90% of the teacher's gain over D_Initial
 GOAL_DECODE_RATIO = 2.0  # 1-step decode time <= 2x the GAN decoder's
@@ -90,7 +90,7 @@ def distill_report(teacher, student1, student2, out: str | os.PathLike, gan=None
     metrics = list(PROXIES) if metrics is None else metrics
     extractors = {}
     if any(m in metrics for m in PROXIES):
-        from swycc.evaluate import load_extractors
+        from swycc.metrics.evaluate import load_extractors
 
         extractors = load_extractors([m for m in metrics if m in PROXIES], device=device)
     size = teacher.config.model.image_size

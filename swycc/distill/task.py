@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from swycc.autoencoder import WEIGHTS_NAME, Autoencoder, read_config
+from swycc.autoencoders.base import WEIGHTS_NAME, Autoencoder, read_config
 from swycc.autoencoders import DistilledSWYCC
 from swycc.config import Config
 from swycc.data import build_dataset

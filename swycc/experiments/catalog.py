@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from swycc.config import Config, override, with_method
+from swycc.config import Config, override
+from swycc.autoencoders.kinds import with_method
 from swycc.experiments import gan_check
 from swycc.experiments.runner import Arm
 
@@ -97,8 +98,8 @@ def plot_results(report: dict, path: Path, x: str | None = None) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from swycc.evaluate import METRICS
-    from swycc.visual import save_figure
+    from swycc.metrics.evaluate import METRICS
+    from swycc.io.visual import save_figure
 
     rows, metrics = report["results"], report["metrics"]
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.2), squeeze=False)

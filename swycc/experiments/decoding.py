@@ -16,31 +16,17 @@ results.png (each metric against the swept value, one line per value of the othe
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import replace
 from pathlib import Path
+
+from swycc.config import Config
 
 SWEEPS = {"steps": "Fig. 7: D_Refine's DDIM steps, on one SWYCC model (--checkpoint)",
           "guidance": "Fig. 5: D_Refine's guidance scale w, on one SWYCC model (--checkpoint)"}
 STEPS = (1, 2, 5, 10, 20, 50)
 GUIDANCE = (0.0, 0.25, 0.5, 1.0, 2.0)
 IMAGE_METRICS = ("gradient_energy_ratio", "spectrum_distance_db")
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from swycc.cli import finite_float, positive_int
-
-    p.add_argument("--checkpoint", help="steps/guidance: the model to decode (default: the "
-                   "shipped one; with --steps a SWYCC model is trained first instead)")
-    p.add_argument("--sweep-steps", type=positive_int, nargs="+", metavar="N",
-                   help="steps/guidance: DDIM step counts (steps: default "
-                   f"{' '.join(map(str, STEPS))}; guidance: default --decode-steps)")
-    p.add_argument("--sweep-guidance", type=finite_float, nargs="+", metavar="W",
-                   help="steps/guidance: guidance scales (guidance: default "
-                   f"{' '.join(f'{w:g}' for w in GUIDANCE)}; steps: default the model's)")
-    p.add_argument("--samples", type=positive_int, default=1,
-                   help="steps/guidance: decodes per held-back image (all are scored)")
 
 
 def settings(name: str, steps: list[int], guidance: list[float]) -> list[tuple[int, float]]:
@@ -50,58 +36,46 @@ def settings(name: str, steps: list[int], guidance: list[float]) -> list[tuple[i
     return [(n, w) for n in steps for w in guidance]
 
 
-def cmd_decode_sweep(args: argparse.Namespace) -> int:
-    from swycc.autoencoder import Autoencoder, read_config
-    from swycc.evaluate import parse_metrics
-    from swycc.kinds import get_kind
+def decode_sweep(name: str, checkpoint, out, *, sweep_steps: list[int] | None = None,
+                 sweep_guidance: list[float] | None = None, decode_steps: int = 20,
+                 eval_data: str | None = None, eval_images: int = 64, samples: int = 1,
+                 seed: int = 0, device: str = "cpu", weights_dir: str | None = None,
+                 metrics: list[str] | None = None, progress: bool = True) -> dict:
+    """Sweep ``checkpoint``'s D_Refine over steps (``name="steps"``) or guidance; the report.
+    The swept values default to the paper's figures; the other one to --decode-steps or the
+    model's guidance."""
+    from swycc.autoencoders.base import Autoencoder, read_config
+    from swycc.autoencoders.kinds import get_kind
 
-    if args.eval_images < 2:
+    if eval_images < 2:
         raise ValueError("--eval-images must be >= 2")
-    if args.eval_data is not None and not Path(args.eval_data).is_dir():
-        raise ValueError(f"--eval-data {args.eval_data}: no such image folder")
-    if args.steps is None and args.data is not None:
-        raise ValueError("--data is training data (with --steps); score on a folder of "
-                         "held-back images with --eval-data")
-    if args.steps is not None:
-        if args.checkpoint:
-            raise ValueError("give --checkpoint (a model to decode) or --steps (train one "
-                             "first), not both")
-        checkpoint = _train_one(args)
-    else:
-        from swycc.pretrained import default_checkpoint
-
-        checkpoint = args.checkpoint or default_checkpoint()
+    if eval_data is not None and not Path(eval_data).is_dir():
+        raise ValueError(f"--eval-data {eval_data}: no such image folder")
     kind = get_kind(read_config(checkpoint).model.method)  # CheckpointError names a bad one
     if not kind.samples:
         raise ValueError(f"{checkpoint}: a {kind.name} decoder does not sample; steps and "
                          f"guidance do not apply to it")
-    device = args.device or "cpu"
     model = Autoencoder.from_pretrained(checkpoint).to(device).eval()
-    steps = args.sweep_steps or (list(STEPS) if args.name == "steps" else [args.decode_steps])
-    guidance = args.sweep_guidance or (list(GUIDANCE) if args.name == "guidance"
-                                       else [model.config.sampling.guidance])
-    report = run_decode_sweep(
-        args.name, model, checkpoint, args.out, steps, guidance, args.eval_data,
-        args.eval_images, args.samples, args.seed or 0, device, args.weights_dir,
-        parse_metrics(args.metrics) if args.metrics else None, not args.no_progress)
-    print(markdown(report))
-    print(f"wrote {args.out}/results.json, results.md and results.png")
-    return 0
+    steps = sweep_steps or (list(STEPS) if name == "steps" else [decode_steps])
+    guidance = sweep_guidance or (list(GUIDANCE) if name == "guidance"
+                                  else [model.config.sampling.guidance])
+    return run_decode_sweep(name, model, checkpoint, out, steps, guidance, eval_data,
+                            eval_images, samples, seed, device, weights_dir, metrics, progress)
 
 
-def _train_one(args: argparse.Namespace) -> Path:
-    """The --steps budget: one SWYCC model trained (resumably) into <out>/model."""
-    from swycc.cli import build_config
-    from swycc.config import with_method
+def train_sweep_model(cfg: Config, steps: int, out, data: str | None, eval_data: str | None,
+                      device: str | None = None, progress: bool = True) -> Path:
+    """The --steps budget: one SWYCC model of ``cfg`` trained (resumably) into <out>/model."""
+    from swycc.autoencoders.kinds import with_method
     from swycc.experiments.runner import Budget, finished, with_budget
     from swycc.train.autoencoder_task import train_autoencoder
 
-    if args.data is not None and args.eval_data is None:
+    if data is not None and eval_data is None:
         raise ValueError("with --data, give --eval-data: a folder of held-back images that "
                          "training never sees")
-    cfg = with_budget(with_method(build_config(args), "swycc"), Budget(args.steps), args.data)
-    res = finished(train_autoencoder(cfg, Path(args.out) / "model", device=args.device,
-                                     progress=not args.no_progress))  # SIGTERM: exit 75
+    cfg = with_budget(with_method(cfg, "swycc"), Budget(steps), data)
+    res = finished(train_autoencoder(cfg, Path(out) / "model", device=device,
+                                     progress=progress))  # SIGTERM: exit 75
     return Path(res.export)
 
 
@@ -109,12 +83,12 @@ def run_decode_sweep(name: str, model, checkpoint, out, steps: list[int],
                      guidance: list[float], eval_data: str | None, eval_images: int,
                      samples: int, seed: int, device: str, weights_dir: str | None,
                      metrics: list[str] | None, progress: bool = True) -> dict:
-    from swycc.autoencoder import weights_sha256
+    from swycc.autoencoders.base import weights_sha256
     from swycc.data import build_dataset
-    from swycc.evaluate import METRICS, ReferenceCache, data_identity, evaluate_model
+    from swycc.metrics.evaluate import METRICS, ReferenceCache, data_identity, evaluate_model
     from swycc.experiments.runner import WEIGHTED_METRICS, available_metrics, write_json
-    from swycc.outputs import write_text_atomic
-    from swycc.kinds import kind_of
+    from swycc.io.outputs import write_text_atomic
+    from swycc.autoencoders.kinds import kind_of
 
     if name not in SWEEPS:
         raise ValueError(f"unknown decoding sweep {name!r}; choose from {', '.join(SWEEPS)}")
@@ -148,7 +122,7 @@ def run_decode_sweep(name: str, model, checkpoint, out, steps: list[int],
                if kind_of(model).initial_label else None)
     rows = [scored(f"steps{k}_guidance{w:g}.json", steps=k, guidance=w)
             for k, w in settings(name, steps, guidance)]
-    from swycc.pretrained import display_path
+    from swycc.autoencoders.pretrained import display_path
 
     report = {"experiment": name, "checkpoint": display_path(checkpoint),
               "weights_sha256": weights,
@@ -164,7 +138,7 @@ def run_decode_sweep(name: str, model, checkpoint, out, steps: list[int],
 
 
 def markdown(report: dict) -> str:
-    from swycc.evaluate import METRICS
+    from swycc.metrics.evaluate import METRICS
     from swycc.experiments.runner import table_head
 
     ms = report["metrics"]
@@ -192,8 +166,8 @@ def plot(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from swycc.evaluate import METRICS
-    from swycc.visual import save_figure
+    from swycc.metrics.evaluate import METRICS
+    from swycc.io.visual import save_figure
 
     x = report["experiment"]
     other, sym = ("guidance", "w") if x == "steps" else ("steps", "steps")
@@ -224,5 +198,5 @@ def plot(report: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
-__all__ = ["GUIDANCE", "STEPS", "SWEEPS", "add_arguments", "cmd_decode_sweep",
-           "run_decode_sweep", "settings"]
+__all__ = ["GUIDANCE", "STEPS", "SWEEPS", "decode_sweep", "run_decode_sweep", "settings",
+           "train_sweep_model"]

@@ -6,7 +6,7 @@ Sharpness, on 8-bit reconstructions y of originals x (the measures of ``swycc di
 ``swycc.distill.report.score``):
 
 - gradient-energy ratio  G = mean_i E(y_i) / mean_i E(x_i), E = mean squared finite difference
-  (``swycc.visual.gradient_energy``): 1 keeps the originals' edges, < 1 blurs them;
+  (``swycc.io.visual.gradient_energy``): 1 keeps the originals' edges, < 1 blurs them;
 - radial power-spectrum distance d (dB, ``swycc.metrics.spectrum``), lower is closer.
 
 The GAN counts as measurably sharper when |G_gan - 1| < |G_off - 1|, mean d_gan < mean d_off,
@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from swycc.config import Config, LossConfig, override, with_method
+from swycc.config import Config, LossConfig, override
+from swycc.autoencoders.kinds import with_method
 from swycc.experiments.runner import Arm
 
 GAN_ARM, OFF_ARM = "gan", "gan-no-adv"
@@ -53,10 +54,10 @@ def sharpness_extras(model, run_dir: Path, dataset, num_images: int, device: str
     """Sharpness of one arm's deterministic reconstructions, per image and over the set, and
     the GAN state its training logged."""
     from swycc.distill.report import score
-    from swycc.evaluate import image_batches
+    from swycc.metrics.evaluate import image_batches
     from swycc.metrics.maths import quantized
     from swycc.metrics.spectrum import spectrum_distance
-    from swycc.visual import gradient_energy
+    from swycc.io.visual import gradient_energy
 
     xs = list(image_batches(dataset, num_images, 16))  # each held-back image read once
     ys = [model.reconstruct_initial(xb.to(device)).cpu() for xb in xs]
@@ -150,8 +151,8 @@ def plot(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from swycc.evaluate import METRICS
-    from swycc.visual import save_figure
+    from swycc.metrics.evaluate import METRICS
+    from swycc.io.visual import save_figure
 
     rows = report["results"]
     panels = [(k, k.replace("_", " "), lambda r, k=k: r["extras"]["sharpness"][k])

@@ -55,7 +55,7 @@ class GenerationBudget:
 
 def dit_config(gen: GenerationBudget):
     from swycc.config import apply_overrides
-    from swycc.dit_config import get_dit_preset
+    from swycc.generation.config import get_dit_preset
 
     return apply_overrides(get_dit_preset(gen.dit_preset), {"train.total_steps": gen.dit_steps},
                            list(gen.dit_sets))
@@ -75,9 +75,9 @@ def run_generation_experiment(name: str, arms: list[Arm], out, budget: Budget,
                               weights_dir: str | None = None, progress: bool = True,
                               metrics: list[str] | None = None, plot_x: str | None = None
                               ) -> dict:
-    from swycc.evaluate import ReferenceCache, data_identity, eval_dataset
-    from swycc.generation_eval import load_gen_extractors, reference_features
-    from swycc.latent_dataset import scan_class_folder
+    from swycc.metrics.evaluate import ReferenceCache, data_identity, eval_dataset
+    from swycc.generation.evaluate import load_gen_extractors, reference_features
+    from swycc.generation.latents import scan_class_folder
 
     out = Path(out)
     if data is None:
@@ -118,11 +118,11 @@ def run_generation_experiment(name: str, arms: list[Arm], out, budget: Budget,
 
 def _run_arm(arm: Arm, run: Path, budget: Budget, gen: GenerationBudget, dit_cfg, data: str,
              scoring: _Scoring, device: str, progress: bool) -> list[dict]:
-    from swycc.autoencoder import Autoencoder
-    from swycc.generation import Generator
-    from swycc.latent_dataset import autoencoder_identity, encode_dataset
+    from swycc.autoencoders.base import Autoencoder
+    from swycc.generation.generator import Generator
+    from swycc.generation.latents import autoencoder_identity, encode_dataset
     from swycc.train.autoencoder_task import train_autoencoder
-    from swycc.train.dit_task import train_dit
+    from swycc.generation.task import train_dit
 
     cfg = with_budget(arm.config, budget, data)
     ae_res = finished(train_autoencoder(cfg, run, device=device, progress=progress))
@@ -161,8 +161,8 @@ def _images(g, gen: GenerationBudget, labels):
 
 
 def _score(g, gen: GenerationBudget, scoring: _Scoring, device: str) -> dict:
-    from swycc.generation import balanced_labels
-    from swycc.generation_eval import score_generated
+    from swycc.generation.generator import balanced_labels
+    from swycc.generation.evaluate import score_generated
 
     labels = balanced_labels(gen.images, len(g.class_names))
     values, _ = score_generated(_images(g, gen, labels), scoring.metrics, scoring.extractors,
@@ -173,7 +173,7 @@ def _score(g, gen: GenerationBudget, scoring: _Scoring, device: str) -> dict:
 def _sample_grid(g, gen: GenerationBudget, path: Path) -> None:
     import torch
 
-    from swycc.visual import save_grid
+    from swycc.io.visual import save_grid
 
     k = len(g.class_names)
     labels = torch.arange(k).repeat_interleave(gen.grid_per_class)
@@ -185,7 +185,7 @@ def _sample_grid(g, gen: GenerationBudget, path: Path) -> None:
 
 
 def markdown(report: dict) -> str:
-    from swycc.generation_eval import GEN_METRICS
+    from swycc.generation.evaluate import GEN_METRICS
 
     metrics, rows = report["metrics"], report["results"]
     g, d = report["generation"], report["dit"]
@@ -224,8 +224,8 @@ def plot(report: dict, path: Path, x: str | None) -> None:
     import matplotlib.pyplot as plt
 
     from swycc.experiments.catalog import metric_panel
-    from swycc.generation_eval import GEN_METRICS
-    from swycc.visual import save_figure
+    from swycc.generation.evaluate import GEN_METRICS
+    from swycc.io.visual import save_figure
 
     rows, metrics = report["results"], report["metrics"]
     last = max(r["dit_step"] for r in rows)

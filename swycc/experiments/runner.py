@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 from swycc.config import Config
-from swycc.outputs import write_text_atomic
+from swycc.io.outputs import write_text_atomic
 
 OFFLINE_METRICS = ("psnr", "ssim", "fd_effnetlite0", "mmd_effnetlite0")
 WEIGHTED_METRICS = ("rfid", "is", "cmmd", "fd_dinov2")  # only where their weights are present
@@ -71,7 +71,7 @@ def available_metrics(weights_dir: str | None, device: str,
                       wanted: list[str] | None = None) -> tuple[list[str], dict]:
     """``wanted`` (all must load), or: the offline metrics always, and rFID, IS, CMMD and
     FD-DINOv2 where their weights load."""
-    from swycc.evaluate import load_available
+    from swycc.metrics.evaluate import load_available
 
     return load_available(wanted, weights_dir, device, OFFLINE_METRICS, WEIGHTED_METRICS)
 
@@ -84,8 +84,8 @@ def run_experiment(name: str, arms: list[Arm], out: str | os.PathLike, budget: B
     """``extras(model, run_dir, dataset, num_images, device)`` (optional): more measurements of
     each trained arm, kept in its row as ``extras``; ``conclude(report)`` (optional): a
     (summary dict, markdown text) pair kept as ``conclusion`` and appended to results.md."""
-    from swycc.autoencoder import Autoencoder
-    from swycc.evaluate import data_identity, evaluate_model
+    from swycc.autoencoders.base import Autoencoder
+    from swycc.metrics.evaluate import data_identity, evaluate_model
     from swycc.train.autoencoder_task import train_autoencoder
 
     out = Path(out)
@@ -152,7 +152,7 @@ def run_experiment(name: str, arms: list[Arm], out: str | os.PathLike, budget: B
 
 
 def markdown(report: dict) -> str:
-    from swycc.evaluate import METRICS
+    from swycc.metrics.evaluate import METRICS
 
     rows = report["results"]
     factors = [k for k in rows[0] if k not in ("arm", "metrics", "metrics_list", "method",

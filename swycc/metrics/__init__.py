@@ -6,7 +6,7 @@
   :mod:`swycc.metrics.dinov2` (FD-DINOv2): the reference networks, loaded from local weight
   files found by :mod:`swycc.metrics.weights` (never downloaded).
 - :mod:`swycc.metrics.proxies`: offline proxies on EfficientNet-Lite0 features, named after it.
-- :mod:`swycc.evaluate`: the ``swycc eval`` job that streams images through all of these.
+- :mod:`swycc.metrics.evaluate`: the ``swycc eval`` job that streams images through all of these.
 """
 
 from swycc.metrics.maths import (FeatureStats, frechet_distance, inception_score, mmd2_rbf,

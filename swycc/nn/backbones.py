@@ -3,7 +3,7 @@
 Module and parameter names follow torchvision's ``resnet50`` and ``vgg16`` exactly, so their
 state dicts (``ResNet50_Weights.IMAGENET1K_V1``, ``VGG16_Weights.IMAGENET1K_V1``) load with the
 classifier keys (``fc.*``, ``classifier.*``) dropped. Only the convolutional trunks are built;
-the frozen-feature wrappers live in ``swycc.perceptual``.
+the frozen-feature wrappers live in ``swycc.losses.perceptual``.
 """
 
 from __future__ import annotations

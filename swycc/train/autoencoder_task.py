@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 
-from swycc.autoencoder import Autoencoder
+from swycc.autoencoders.base import Autoencoder
 from swycc.config import Config
 from swycc.data import build_dataset
-from swycc.kinds import get_kind
+from swycc.autoencoders.kinds import get_kind
 from swycc.train.loop import ConfigMismatchError, TrainResult, train
 
 
@@ -89,7 +89,7 @@ def load_initial_weights(model: Autoencoder, cfg: Config) -> None:
     """Fine-tuning: copy the weights of the export ``cfg.init.path`` into ``model``. The export
     must hold the same networks (its model config equal to ``cfg.model``) and still be the file
     the run was started from (``cfg.init.weights_sha256``)."""
-    from swycc.autoencoder import weights_sha256
+    from swycc.autoencoders.base import weights_sha256
 
     path = cfg.init.path
     if weights_sha256(path) != cfg.init.weights_sha256:

@@ -49,7 +49,7 @@ from torch.func import functional_call
 
 from swycc.autoencoders import GANAutoencoder
 from swycc.config import Config, LossConfig
-from swycc.gan_losses import (
+from swycc.losses.adversarial import (
     GAN_LOSSES,
     adaptive_weight,
     discriminator_loss,

@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from swycc.config import TrainConfig
-from swycc.data_order import ResumableSampler, make_loader
+from swycc.data.order import ResumableSampler, make_loader
 from swycc.train.checkpoint import CheckpointDir
 from swycc.train.distributed import DistInfo, any_true, barrier, init_distributed
 from swycc.train.ema import EMA

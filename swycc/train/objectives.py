@@ -93,7 +93,8 @@ def add_initial_losses(total: torch.Tensor, logs: dict, x: torch.Tensor, x_init:
 def build_perceptual_loss(cfg: LossConfig, device: torch.device) -> nn.Module | None:
     if cfg.perceptual_weight <= 0:
         return None
-    from swycc.perceptual import PerceptualLoss, build_perceptual
+    from swycc.losses.perceptual import PerceptualLoss
+    from swycc.losses.registry import build_perceptual
 
     return PerceptualLoss(build_perceptual(cfg.perceptual_net, cfg.perceptual_weights)).to(device)
 

@@ -39,8 +39,8 @@ def write_sample_grid(model, images: torch.Tensor, path: Path, steps: int = 10,
                       samples: int = 2) -> None:
     """Rows of original | deterministic reconstruction (if the kind has one) | samples (if its
     decoder samples), on held-back crops; ``model`` holds the EMA weights."""
-    from swycc.kinds import kind_of
-    from swycc.visual import save_grid
+    from swycc.autoencoders.kinds import kind_of
+    from swycc.io.visual import save_grid
 
     kind = kind_of(model)
     device = next(model.parameters()).device

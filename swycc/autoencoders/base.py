@@ -1,0 +1,294 @@
+"""The user-facing autoencoder API, common to every kind (swycc, gan, dgae; ``swycc.autoencoders.kinds``).
+
+    model = Autoencoder.from_pretrained("runs/demo/export")   # the right kind for the file
+    z = model.encode(x)                                        # x: (N, 3, H, W) in [-1, 1]
+    x_hat = model.decode(z, steps=20, guidance=0.5)            # (N, 3, H, W)
+    xs = model.reconstruct(x, samples=4, generator=g)          # (N, 4, 3, H, W)
+
+Any image size works: inputs are padded (reflect) to a multiple of the networks' stride and the
+outputs cropped back. Weights live in one safetensors file with the config JSON in its metadata.
+A kind subclasses ``Autoencoder``, sets ``kind`` (registered by ``__init_subclass__``, so the base
+finds its subclasses without asking upward) and implements ``_decode``; its training recipe and
+defaults are registered in ``swycc.autoencoders.kinds``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+
+from swycc.config import Config
+from swycc.config_types import ConfigError
+from swycc.nn.autoencoder_nets import Encoder
+from swycc.autoencoders.tiling import (DEFAULT_OVERLAP, DEFAULT_TILE, TilePlan, auto_tile,
+                          tiled_encode)
+
+WEIGHTS_NAME = "model.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable, or made for another configuration."""
+
+
+_KIND_CLASSES: dict[str, type[Autoencoder]] = {}  # model.method -> class, filled by subclassing
+
+
+def kind_class(method: str) -> type[Autoencoder]:
+    """The model class of the autoencoder kind ``method``; ConfigError naming model.method."""
+    if method not in _KIND_CLASSES:
+        raise ConfigError("model.method", f"must be one of {', '.join(sorted(_KIND_CLASSES))}; "
+                                          f"got {method!r}")
+    return _KIND_CLASSES[method]
+
+
+class Autoencoder(nn.Module):
+    """Encoder E plus a kind's decoder. Subclasses set ``kind`` and implement ``_decode``."""
+
+    kind: str = ""
+    samples: bool = False  # the decoder samples: steps, guidance, samples and seeds apply
+    initial_label: str | None = None  # label of decode_initial() in grids and tables; None: none
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.kind:
+            if cls.kind in _KIND_CLASSES:
+                raise ValueError(f"autoencoder kind {cls.kind!r} is already registered")
+            _KIND_CLASSES[cls.kind] = cls
+
+    def __init__(self, config: Config):
+        super().__init__()
+        if config.model.method != self.kind:
+            raise ValueError(f"{type(self).__name__} needs model.method={self.kind!r}, "
+                             f"got {config.model.method!r}")
+        self.config = config
+        self.encoder = Encoder(config.model.encoder, self.encoder_out_channels(config))
+
+    @staticmethod
+    def encoder_out_channels(config: Config) -> int:
+        return config.model.latent_channels
+
+    # ---- construction and files -------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: Config) -> Autoencoder:
+        """The model of ``config``'s kind (on ``Autoencoder``), or of this class's kind."""
+        return (kind_class(config.model.method) if cls is Autoencoder else cls)(config)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, map_location: str = "cpu") -> Autoencoder:
+        """Load an exported model; ``Autoencoder.from_pretrained`` returns the file's kind, a
+        kind's class (e.g. ``SWYCC.from_pretrained``) refuses a file of another kind."""
+        file = weights_file(path)
+        config = read_config(file)
+        if cls is not Autoencoder and config.model.method != cls.kind:
+            raise CheckpointError(f"{file}: holds a {config.model.method!r} model, not "
+                                  f"{cls.kind!r} (load it with Autoencoder.from_pretrained)")
+        model = Autoencoder.from_config(config)
+        try:
+            state = load_file(str(file), device=map_location)
+        except (SafetensorError, OSError) as e:
+            raise CheckpointError(f"{file}: cannot read weights ({e})") from None
+        missing, unexpected = _diff_keys(model.state_dict(), state)
+        if missing or unexpected:
+            raise CheckpointError(f"{file}: weights do not match its config "
+                                  f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        model.load_state_dict(state)
+        return model.eval()
+
+    def save_pretrained(self, path: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+        """Write ``path/model.safetensors`` (config JSON in the metadata), atomically.
+
+        ``dtype`` (e.g. torch.float16) stores floating-point weights at that precision to halve
+        the file; loading always restores float32 modules.
+        """
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        file = out / WEIGHTS_NAME
+        state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v)
+                 .detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        tmp = file.with_suffix(".tmp")
+        save_file(state, str(tmp), metadata={"format": "swycc", "config": self.config.to_json()})
+        os.replace(tmp, file)
+        return file
+
+    # ---- what the kind offers -----------------------------------------------------------------
+    def parts(self) -> dict[str, nn.Module]:
+        """Named networks, for parameter counts (``swycc info``)."""
+        return {"encoder": self.encoder}
+
+    def compile_networks(self) -> None:
+        """torch.compile every network in place: parameter names, state dicts and checkpoints
+        are unchanged."""
+        for net in self.parts().values():
+            net.compile()
+
+    # ---- geometry -----------------------------------------------------------------------------
+    @property
+    def stride(self) -> int:
+        """Inputs must be a multiple of this (the encoder's downsampling and the decoder's)."""
+        return self.config.model.encoder.downsample
+
+    def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        ph, pw = -h % self.stride, -w % self.stride
+        if ph or pw:
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        return x, (h, w)
+
+    # ---- the method -----------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor, tile: bool | None = None, tile_size: int = DEFAULT_TILE,
+               tile_overlap: int = DEFAULT_OVERLAP) -> torch.Tensor:
+        """x (N, 3, H, W) in [-1, 1] -> z (N, C, ceil(H/s)*s/8, ...), s = self.stride.
+        ``tile``: True / False, or None = tiles above ``AUTO_TILE_FACTOR`` tiles of pixels."""
+        x, _ = self._pad(x)
+        if auto_tile(*x.shape[-2:], tile_size, tile):
+            return tiled_encode(self._encode_padded, x, tile_size, tile_overlap,
+                                self.config.model.encoder.downsample)
+        return self._encode_padded(x)
+
+    def _encode_padded(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def tile_plan(self, z: torch.Tensor, tile: bool | None, tile_size: int = DEFAULT_TILE,
+                  tile_overlap: int = DEFAULT_OVERLAP, on_tile=None) -> TilePlan:
+        ds = self.config.model.encoder.downsample
+        if not auto_tile(ds * z.shape[-2], ds * z.shape[-1], tile_size, tile):
+            return TilePlan.none()
+        return TilePlan(tile_size, tile_overlap, ds, self.stride, on_tile)
+
+    def check_latents(self, z: torch.Tensor) -> None:
+        c = self.config.model.latent_channels
+        if z.ndim != 4 or z.shape[1] != c:
+            raise ValueError(f"latents must have shape (N, {c}, h, w) for this model, "
+                             f"got {tuple(z.shape)}")
+        if not z.is_floating_point():
+            raise ValueError(f"latents must be floating point, got {z.dtype}")
+        if not bool(torch.isfinite(z).all()):
+            raise ValueError("latents contain NaN or Inf values")
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, steps: int | None = None, guidance: float | None = None,
+               samples: int | None = None, generator: torch.Generator | None = None,
+               size: tuple[int, int] | None = None, tile: bool | None = None,
+               tile_size: int = DEFAULT_TILE, tile_overlap: int = DEFAULT_OVERLAP,
+               on_tile=None) -> torch.Tensor:
+        """Sample x ~ p(x | z): (N, 3, H, W), or (N, S, 3, H, W) when ``samples=S``.
+
+        Sampling kinds: DDIM with ``steps`` (default config.sampling.steps) and guidance w
+        (default config.sampling.guidance); the S samples of each latent run in one batch.
+        Deterministic kinds: one decoder pass (S copies). ``size`` crops to an original (H, W).
+        ``tile``: overlapping tiles blended with ramps, one global sampler (``swycc.autoencoders.tiling``);
+        None = on above ``AUTO_TILE_FACTOR`` tiles of pixels; ``on_tile()`` is called after
+        every tile evaluation (a progress bar's update).
+        """
+        self.check_latents(z)
+        s = self.config.sampling
+        steps = s.steps if steps is None else steps
+        guidance = s.guidance if guidance is None else guidance
+        k = 1 if samples is None else samples
+        if k < 1:
+            raise ValueError(f"samples must be >= 1, got {k}")
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        if not math.isfinite(guidance):
+            raise ValueError(f"guidance must be a finite number, got {guidance}")
+        plan = self.tile_plan(z, tile, tile_size, tile_overlap, on_tile)
+        out = self._decode(z.float(), steps, guidance, k, generator, plan).clamp(-1, 1)
+        if size is not None:
+            out = out[..., : size[0], : size[1]]
+        return out[:, 0] if samples is None else out
+
+    def _decode(self, z: torch.Tensor, steps: int, guidance: float, k: int,
+                generator: torch.Generator | None, plan: TilePlan) -> torch.Tensor:
+        """(N, C, h, w) -> (N, k, 3, H, W), not clamped; networks run through ``plan``."""
+        raise NotImplementedError
+
+    def decode_initial(self, z: torch.Tensor) -> torch.Tensor:
+        """A deterministic reconstruction (SWYCC: D_Initial(z); GAN: its decoder)."""
+        raise NotImplementedError(f"a {self.kind} autoencoder has no deterministic decoder")
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, steps: int | None = None, guidance: float | None = None,
+                    samples: int | None = None, generator: torch.Generator | None = None,
+                    tile: bool | None = None, tile_size: int = DEFAULT_TILE,
+                    tile_overlap: int = DEFAULT_OVERLAP) -> torch.Tensor:
+        xp, size = self._pad(x)
+        z = self.encode(xp, tile, tile_size, tile_overlap)
+        return self.decode(z, steps, guidance, samples, generator, size=size, tile=tile,
+                           tile_size=tile_size, tile_overlap=tile_overlap)
+
+    @torch.no_grad()
+    def reconstruct_initial(self, x: torch.Tensor) -> torch.Tensor:
+        xp, (h, w) = self._pad(x)
+        return self.decode_initial(self.encode(xp))[..., :h, :w]
+
+
+def unet_stride(config: Config) -> int:
+    """Input multiple for an encoder + U-Net decoder: the encoder's downsampling and the
+    U-Net's (input patch x 2 per level)."""
+    u = config.model.unet
+    return math.lcm(config.model.encoder.downsample,
+                    u.input_patch * 2 ** (len(u.channel_mults) - 1))
+
+
+def weights_file(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    file = p / WEIGHTS_NAME if p.is_dir() else p
+    if not file.exists():
+        raise CheckpointError(f"{file}: no such checkpoint (expected a directory holding "
+                              f"{WEIGHTS_NAME}, or a .safetensors file)")
+    return file
+
+
+def weights_sha256(path: str | os.PathLike) -> str:
+    """sha256 over a checkpoint's tensors (name, dtype, shape, bytes; sorted by name), not over
+    its file: safetensors writes the header's metadata in an arbitrary order, so two exports of
+    the same weights and config can differ byte for byte."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with safe_open(str(weights_file(path)), "pt") as f:
+        for name in sorted(f.keys()):
+            t = f.get_tensor(name).contiguous()
+            digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def read_config(path: str | os.PathLike) -> Config:
+    """The Config stored in a safetensors file's metadata."""
+    file = weights_file(path)
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{file}: not a safetensors checkpoint ({e})") from None
+    if "config" not in meta:
+        raise CheckpointError(f"{file}: no swycc config in its metadata")
+    try:
+        config = Config.from_dict(json.loads(meta["config"]))
+        kind_class(config.model.method)
+        return config
+    except (ValueError, TypeError, RecursionError) as e:
+        raise CheckpointError(f"{file}: config in metadata is invalid ({e})") from None
+
+
+def _diff_keys(expected: dict, got: dict) -> tuple[list[str], list[str]]:
+    missing = sorted(k for k in expected if k not in got or got[k].shape != expected[k].shape)
+    unexpected = sorted(k for k in got if k not in expected)
+    return missing, unexpected
+
+
+def load_autoencoder(path: str | os.PathLike, map_location: str = "cpu") -> Autoencoder:
+    """The exported autoencoder at ``path``, of whichever kind it holds."""
+    return Autoencoder.from_pretrained(path, map_location)

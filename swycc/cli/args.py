@@ -1,0 +1,207 @@
+"""The bottom of the command line: shared argument types, exit codes, size limits, config
+building and the options every training or sampling verb shares. Verb modules import from here;
+this module imports no verb.
+
+Exit status: 0 done; 1 ``ship-check``: the candidate failed a criterion; 2 bad input; 3 training
+diverged (too many non-finite steps in a row); 75 stopped by SIGTERM after writing a checkpoint
+(re-run the same command to resume); 130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+from swycc.autoencoders.kinds import check_method, with_method
+from swycc.config import PRESETS, Config, InitConfig, apply_overrides, get_preset
+
+EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by SIGTERM, checkpoint written; re-run to resume
+
+# Largest images the verbs take without tiling (pixels; --max-pixels raises them). Measured on
+# the 2-core CPU dev machine with the shipped small model: encoding costs ~0.64 KB per pixel
+# (2048 x 2048: ~2.7 GB); decoding grows with the square of the pixel count through D_Refine's
+# self-attention (512 x 512: 1.4 GB, 768 x 768: 6.3 GB, 1024 x 1024: ~19 GB extrapolated).
+MAX_PIXELS_ENCODE = 2048 * 2048
+MAX_PIXELS_DECODE = 768 * 768
+# With tiling (the default above 512 x 512, swycc.autoencoders.tiling) memory is bounded by the tile: the
+# shipped model peaked at 1.95 GB for a 4096 x 4096 decode (bench/results_tiling_cpu.json).
+MAX_PIXELS_TILED = 4096 * 4096
+
+
+def kind_names() -> list[str]:
+    from swycc.autoencoders.kinds import KINDS
+
+    return list(KINDS)
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    """Preset (or a config JSON), then explicit flags, then ``--set a.b=value`` overrides; every
+    value is checked against the option's type and range (a ConfigError names the option)."""
+    init = getattr(args, "init", None)
+    if init and getattr(args, "config", None):
+        raise ValueError("--init and --config both name a config: give one of them")
+    if init:
+        cfg = init_config(init)
+        if args.method and args.method != cfg.model.method:
+            raise ValueError(f"--method {args.method}: the --init model is a "
+                             f"{cfg.model.method} model (fine-tuning keeps its kind)")
+    elif getattr(args, "config", None):
+        path = Path(args.config)
+        if not path.is_file():
+            raise ValueError(f"--config {path}: no such file")
+        cfg = Config.from_json(path.read_text())
+    else:
+        cfg = get_preset(args.preset)
+    if args.method and not init:
+        cfg = with_method(cfg, args.method)
+    flags = {"data.path": args.data,
+             "train.batch_size": args.batch_size, "train.lr": args.lr,
+             "train.time_budget_s": args.time_budget, "train.bf16": True if args.bf16 else None,
+             "train.compile": True if args.compile else None,
+             "train.seed": args.seed, "train.total_steps": args.total_steps}
+    return check_method(apply_overrides(cfg, flags, args.set))
+
+
+def init_config(path: str) -> Config:
+    """The config a fine-tuning run starts from: the export's own (networks, losses, sampling,
+    training recipe), with ``init`` naming the export and the hash of its weights."""
+    from swycc.autoencoders.base import read_config, weights_file, weights_sha256
+
+    file = weights_file(path)  # CheckpointError (a ValueError) names a missing or bad export
+    cfg = read_config(file)
+    return dataclasses.replace(cfg, init=InitConfig(path=str(file),
+                                                    weights_sha256=weights_sha256(file)))
+
+
+def add_train_options(p: argparse.ArgumentParser, default_out: str) -> None:
+    p.add_argument("--preset", default="small", choices=list(PRESETS))
+    p.add_argument("--config", help="a config JSON (e.g. a run's config.json) instead of a preset")
+    p.add_argument("--method", choices=kind_names(), help="autoencoder kind (default: the "
+                   "preset's, swycc)")
+    p.add_argument("--data", help="image folder (default: the embedded photo set)")
+    p.add_argument("--out", default=default_out, help="run directory (re-run to resume)")
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--lr", type=finite_float)
+    p.add_argument("--total-steps", type=positive_int, help="length of the LR schedule")
+    p.add_argument("--max-steps", type=positive_int,
+                   help="stop after this step (schedule unchanged)")
+    p.add_argument("--time-budget", type=finite_float,
+                   help="seconds of training in this invocation (> 0)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast for the networks")
+    p.add_argument("--compile", action="store_true", help="torch.compile the networks (GPU)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", type=device_arg,
+                   help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any option, e.g. --set train.ema_decay=0.999")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def add_sampling_options(p: argparse.ArgumentParser, samples: bool = True,
+                         max_pixels: int = MAX_PIXELS_DECODE) -> None:
+    p.add_argument("--checkpoint", help="exported model dir or .safetensors "
+                   "(default: the small pretrained model shipped with swycc)")
+    p.add_argument("--steps", type=positive_int, help="DDIM steps (default: the model's config)")
+    p.add_argument("--guidance", type=finite_float,
+                   help="classifier-free guidance w (default: the model's config, 0.5)")
+    if samples:
+        p.add_argument("--samples", type=positive_int, default=1, help="samples per image")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", type=device_arg, default="cpu")
+    p.add_argument("--max-pixels", type=positive_int,
+                   help=f"refuse larger images, before any work (default: {max_pixels:,} = "
+                        f"{math.isqrt(max_pixels)}^2 with --no-tile, {MAX_PIXELS_TILED:,} = "
+                        f"{math.isqrt(MAX_PIXELS_TILED)}^2 otherwise; see the README)")
+    p.set_defaults(untiled_max_pixels=max_pixels)
+    p.add_argument("--tile", action=argparse.BooleanOptionalAction, default=None,
+                   help="overlapping tiles blended, one global sampler: bounded memory for "
+                        "large images (default: on above 4 tiles of pixels)")
+    p.add_argument("--tile-size", type=positive_int, default=256, help="pixels (default 256)")
+    p.add_argument("--tile-overlap", type=positive_int, default=64, help="pixels (default 64)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing output files (default: refuse them)")
+
+
+def device_arg(text: str) -> str:
+    """A torch device this build can use (argparse turns a ValueError into exit 2)."""
+    try:
+        dev = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device (cpu, cuda, cuda:N)")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text!r}: this torch build has no usable CUDA "
+                                             f"device; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{text!r}: only {torch.cuda.device_count()} "
+                                             f"CUDA device(s)")
+    elif dev.type not in ("cpu", "mps"):
+        raise argparse.ArgumentTypeError(f"{text!r}: unsupported device type {dev.type!r}")
+    return text
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def load_model(args: argparse.Namespace):
+    from swycc.autoencoders.base import Autoencoder
+    from swycc.autoencoders.pretrained import default_checkpoint
+
+    path = args.checkpoint or default_checkpoint()
+    return Autoencoder.from_pretrained(path).to(args.device)
+
+
+def report_training(res) -> int:
+    """The final line of a training run (``swycc.train.loop.TrainResult``) and its exit status."""
+    from swycc.data.images import describe_skips
+
+    skipped = sum(res.data_counts.values())
+    files = f"{skipped} ({describe_skips(res.data_counts)})" if skipped else "0"
+    print(f"stopped at step {res.step} ({res.stopped_by}); non-finite steps skipped: "
+          f"{res.nonfinite_steps}; files skipped: {files}; EMA export: {res.export}")
+    return exit_status(res.stopped_by)
+
+
+def exit_status(stopped_by: str) -> int:
+    """0, or EXIT_PREEMPTED (with a line saying so) when SIGTERM stopped the run."""
+    if stopped_by != "signal":
+        return 0
+    print(f"swycc: stopped by SIGTERM after writing the checkpoint; re-run the same command "
+          f"to resume (exit status {EXIT_PREEMPTED})", file=sys.stderr)
+    return EXIT_PREEMPTED
+
+
+def tiling(args: argparse.Namespace) -> dict:
+    """The model's tiling keywords from --tile/--no-tile, --tile-size, --tile-overlap."""
+    return {"tile": args.tile, "tile_size": args.tile_size, "tile_overlap": args.tile_overlap}
+
+
+def resolve_max_pixels(args: argparse.Namespace) -> None:
+    """--max-pixels, or its default: the untiled limit with --no-tile, the tiled one else."""
+    if args.max_pixels is None:
+        args.max_pixels = (args.untiled_max_pixels if args.tile is False
+                           else max(MAX_PIXELS_TILED, args.untiled_max_pixels))

@@ -1,0 +1,205 @@
+"""The autoencoder verbs: demo, train, reconstruct, encode, decode, info."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from swycc.cli.args import (MAX_PIXELS_ENCODE, add_sampling_options, add_train_options,
+                            build_config, finite_float, kind_names, load_model, positive_int,
+                            report_training, resolve_max_pixels, tiling)
+from swycc.autoencoders.kinds import with_method
+from swycc.config import PRESETS, get_preset
+
+
+def register(sub) -> None:
+    """demo, train, reconstruct, encode, decode, info."""
+    p = sub.add_parser("demo", help="the quick start: held-out grid, variance map, metrics")
+    add_train_options(p, "runs/demo")
+    p.add_argument("--train", action="store_true",
+                   help="train a fresh model for --time-budget seconds first (default 480)")
+    p.add_argument("--checkpoint", help="model to show (default: the shipped pretrained one)")
+    p.add_argument("--steps", type=positive_int, default=20)
+    p.add_argument("--guidance", type=finite_float, default=0.5)
+    p.add_argument("--samples", type=positive_int, default=4)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="train an autoencoder (re-run the same command to resume)")
+    add_train_options(p, "runs/train")
+    p.add_argument("--init", metavar="EXPORT", help="fine-tune: start from this exported model "
+                   "(e.g. swycc/pretrained/small-swycc), its weights and its config; --preset "
+                   "is then unused, the other options and --set change the recipe")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("reconstruct", help="image files in, reconstructions out")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--out", required=True, help="output directory")
+    add_sampling_options(p)
+    p.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser("encode", help="image files in, one latents file out")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--out", required=True, help="latents file (.safetensors)")
+    add_sampling_options(p, samples=False, max_pixels=MAX_PIXELS_ENCODE)
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("decode", help="latents file in, images out")
+    p.add_argument("latents")
+    p.add_argument("--out", required=True, help="output directory")
+    add_sampling_options(p)
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("info", help="parameter counts of a preset or checkpoint (no weights)")
+    from swycc.generation.config import DIT_PRESETS
+
+    p.add_argument("--preset", default="small", choices=list(PRESETS) + list(DIT_PRESETS))
+    p.add_argument("--checkpoint")
+    p.add_argument("--method", choices=kind_names())
+    p.set_defaults(func=cmd_info)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from swycc.train.autoencoder_task import train_autoencoder
+
+    cfg = build_config(args)
+    res = train_autoencoder(cfg, args.out, device=args.device, max_steps=args.max_steps,
+                            progress=not args.no_progress)
+    return report_training(res)
+
+
+def _allow_pixels(max_pixels: int) -> None:
+    """Let Pillow open what --max-pixels allows (its own bomb guard would refuse it first)."""
+    from PIL import Image
+
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def _load_images(paths: list[str], max_pixels: int) -> list[torch.Tensor]:
+    """Every image, checked: sizes from the headers first (a too-large one is refused before any
+    is decoded), then decoded; ImageError naming the file."""
+    from swycc.data.images import image_size, load_image
+
+    _allow_pixels(max_pixels)
+    for p in paths:
+        image_size(p, max_pixels)
+    return [load_image(p, max_pixels) for p in paths]
+
+
+def _save_samples(xs: torch.Tensor, paths: list[Path], stage) -> None:
+    """(S, 3, H, W) -> the S planned paths (``OutputPlan.add_images``), staged."""
+    from swycc.data.images import save_image
+
+    for k, path in enumerate(paths):
+        save_image(xs[k].cpu(), stage(path))
+
+
+def _finish(plan, count: int, where: Path) -> None:
+    for line in plan.describe_renames():
+        print(line)
+    print(f"wrote {count} image(s) to {where}")
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    resolve_max_pixels(args)
+    from swycc.io.outputs import OutputPlan
+
+    plan = OutputPlan(overwrite=args.overwrite)
+    out = Path(args.out)
+    targets = [plan.add_images(out, Path(p).stem, args.samples) for p in args.images]
+    plan.check()
+    images = _load_images(args.images, args.max_pixels)
+    model = load_model(args)
+    g = torch.Generator(device=args.device).manual_seed(args.seed)
+    with plan.writing() as stage:
+        for paths, x in zip(targets, images):
+            xs = model.reconstruct(x[None].to(args.device), args.steps, args.guidance,
+                                   samples=args.samples, generator=g, **tiling(args))[0]
+            _save_samples(xs, paths, stage)
+    _finish(plan, len(images) * args.samples, out)
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    resolve_max_pixels(args)
+    from swycc.io.latents import LatentEntry, save_latents
+    from swycc.io.outputs import OutputPlan
+
+    plan = OutputPlan(overwrite=args.overwrite)
+    out = plan.add_file(args.out)
+    plan.check()
+    images = _load_images(args.images, args.max_pixels)
+    model = load_model(args)
+    with torch.inference_mode():
+        entries = [LatentEntry(Path(p).stem, tuple(x.shape[-2:]),
+                               model.encode(x[None].to(args.device), **tiling(args))[0].cpu())
+                   for p, x in zip(args.images, images)]
+    with plan.writing() as stage:
+        save_latents(entries, stage(out), model.config.to_json())
+    print(f"wrote latents of {len(entries)} image(s) to {out}")
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    resolve_max_pixels(args)
+    from swycc.io.latents import LatentsError, load_latents
+    from swycc.io.outputs import OutputPlan
+
+    model = load_model(args)
+    down = model.config.model.encoder.downsample
+    entries = load_latents(args.latents, model.config.model.latent_channels, down)
+    for i, e in enumerate(entries):
+        h, w = e.z.shape[1] * down, e.z.shape[2] * down
+        if h * w > args.max_pixels:
+            raise LatentsError(f"{args.latents}: entry {i} ({e.name!r}) decodes to {w}x{h} = "
+                               f"{h * w:,} pixels, over the limit of {args.max_pixels:,} "
+                               f"(--max-pixels)")
+    plan = OutputPlan(overwrite=args.overwrite)
+    out = Path(args.out)
+    targets = [plan.add_images(out, e.name, args.samples) for e in entries]
+    plan.check()
+    g = torch.Generator(device=args.device).manual_seed(args.seed)
+    with plan.writing() as stage:
+        for paths, e in zip(targets, entries):
+            xs = model.decode(e.z[None].to(args.device), args.steps, args.guidance,
+                              samples=args.samples, generator=g, size=e.size,
+                              **tiling(args))[0]
+            _save_samples(xs, paths, stage)
+    _finish(plan, len(entries) * args.samples, out)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from swycc.autoencoders.base import Autoencoder, read_config
+    from swycc.autoencoders.kinds import KINDS, get_kind
+
+    if not args.checkpoint and args.preset.startswith("dit-"):  # the second stage's DiT
+        from swycc.generation.config import get_dit_preset
+        from swycc.generation.dit import count_parameters
+
+        print(f"DiT: {count_parameters(get_dit_preset(args.preset).dit) / 1e6:.1f}M parameters")
+        return 0
+    cfg = read_config(args.checkpoint) if args.checkpoint else get_preset(args.preset)
+    if args.method:
+        cfg = with_method(cfg, args.method)
+    with torch.device("meta"):  # counts without allocating weights
+        model = Autoencoder.from_config(cfg)
+    kind = get_kind(cfg.model.method)
+    print(f"preset/config: {args.checkpoint or args.preset}  method: {kind.name} ({kind.summary})"
+          f"  image size: {cfg.model.image_size}  latent: {cfg.model.latent_channels} x "
+          f"{cfg.model.image_size // cfg.model.encoder.downsample}^2")
+    for name, mod in model.parts().items():
+        print(f"{name:>13}: {sum(p.numel() for p in mod.parameters()) / 1e6:9.2f}M parameters")
+    print(f"kinds: {', '.join(KINDS)}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from swycc.experiments.demo import run_demo
+
+    return run_demo(args.out, build_config(args) if args.train else None, args.checkpoint,
+                    device=args.device, steps=args.steps, guidance=args.guidance,
+                    samples=args.samples, seed=args.seed or 0, max_steps=args.max_steps,
+                    progress=not args.no_progress, preset=args.preset)

@@ -1,0 +1,64 @@
+"""Command line: swycc {demo, train, reconstruct, encode, decode, eval, info, ...}.
+
+Thin front: parses arguments, validates every input before writing anything, and turns a bad
+input into one ``swycc: error: ...`` line (exit codes: ``swycc.cli.args``). Every verb group is a
+module of this package with one ``register(subparsers)`` function, listed in ``VERB_GROUPS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from swycc.cli import (autoencoder, dit, distill, eval, experiment, generate, photoset,
+                       ship_check)
+from swycc.cli.args import EXIT_BAD_INPUT, EXIT_DIVERGED
+
+# the verb groups, in --help order; each module's register(subparsers) adds its verbs
+VERB_GROUPS = (autoencoder, eval, experiment, photoset, dit, generate, distill, ship_check)
+
+
+class UsageError(ValueError):
+    """A command line that argparse refused: reported as the one ``swycc: error:`` line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line raises UsageError instead of printing the usage block
+    and exiting, so it ends in the same one error line (exit 2) as every other bad input."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="swycc", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="verb", required=True)
+    for group in VERB_GROUPS:
+        group.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = make_parser().parse_args(argv)
+    except UsageError as e:
+        print(f"swycc: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from swycc.errors import USER_ERRORS
+    from swycc.train.loop import TrainingDivergedError
+
+    try:
+        return int(args.func(args) or 0)
+    except TrainingDivergedError as e:
+        print(f"swycc: error: {e}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except USER_ERRORS as e:
+        print(f"swycc: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("swycc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

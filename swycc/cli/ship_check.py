@@ -1,0 +1,55 @@
+"""``swycc ship-check``: may a candidate model replace the shipped one? (exit 0 yes, 1 no)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from swycc.cli.args import device_arg, positive_int
+from swycc.experiments import ship_check as ship_check_module
+from swycc.experiments.ship_check import SIZE, markdown, ship_check, summary_lines
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--candidate", required=True, help="exported model dir or .safetensors")
+    p.add_argument("--baseline", help="default: the model shipped with swycc")
+    p.add_argument("--data", required=True, help="folder of whole photos kept out of training")
+    p.add_argument("--out", required=True, help="directory for report.json, report.md, grid.png")
+    p.add_argument("--size", type=positive_int, default=SIZE,
+                   help=f"pixels of the centre square (default {SIZE}: the criteria's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", type=device_arg, default="cpu")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from swycc.io.outputs import OutputPlan
+    from swycc.autoencoders.pretrained import default_checkpoint
+    from swycc.io.visual import save_grid
+
+    plan = OutputPlan(overwrite=True)  # a report directory: its files are replaced together
+    out = Path(args.out)
+    files = [plan.add_file(out / n) for n in ("report.json", "report.md", "grid.png")]
+    plan.check()
+    report, images = ship_check(args.candidate, args.baseline or str(default_checkpoint()),
+                                args.data, size=args.size, seed=args.seed, device=args.device,
+                                progress=not args.no_progress)
+    cols = ["original", "bicubic", "candidate_initial", "candidate_sample", "baseline_initial",
+            "baseline_sample"]
+    grid = [[images[c][i] for c in cols] for i in range(report["images"])]
+    with plan.writing() as stage:
+        stage(files[0]).write_text(json.dumps(report, indent=2))
+        stage(files[1]).write_text(markdown(report))
+        save_grid(grid, stage(files[2]), labels=["original", "bicubic 1/8", "cand D_Initial",
+                                                 "cand sample", "base D_Initial", "base sample"])
+    print("\n".join(summary_lines(report)))
+    print(f"wrote {out / 'report.json'}, {out / 'report.md'} and {out / 'grid.png'}")
+    return report["exit_status"]
+
+
+def register(sub) -> None:
+    p = sub.add_parser("ship-check", help="may a candidate model replace the shipped one? "
+                       "(exit 0 yes, 1 no)", description=ship_check_module.__doc__.split("\n\n")[0])
+    add_arguments(p)
+    p.set_defaults(func=run)
