@@ -4,13 +4,16 @@
 
 Steps, each a plain function so tests can check it on tiny generated images:
 
-1. ``open_sources``: .deb files are unpacked with ``dpkg-deb -x`` into ``DIR/.extract`` (removed
-   afterwards); a directory is an already extracted package (``dpkg -x``). Packages or files
-   whose name mentions OpenCV are refused: OpenCV's images are the project's reserved test set.
-2. ``scan``: every .jpg/.png/.webp (SVG is skipped); links to one file count once. Each file is
-   decoded once and analysed (``analyse``); results are cached in ``DIR/.photoset-cache.json``
-   keyed by (size, mtime), so a rerun or a resumed run decodes only what changed. A file that
-   does not decode is skipped and counted.
+1. ``open_sources`` (``swycc.data.photoset_sources``): .deb files are unpacked with ``dpkg-deb -x``
+   into ``DIR/.extract`` (removed afterwards); a directory is an already extracted package
+   (``dpkg -x``). A .deb dpkg-deb refuses or a package name that is not a Debian name is a
+   one-line error. Packages or files whose name mentions OpenCV are refused: OpenCV's images are
+   the project's reserved test set.
+2. ``scan``: every .jpg/.png/.webp (SVG is skipped); links to one file count once, links out of
+   the package are skipped and counted, never opened. Each file is decoded once and analysed
+   (``analyse``); results are cached in ``DIR/.photoset-cache.json`` keyed by (size, mtime), so
+   a rerun or a resumed run decodes only what changed. A file that does not decode, for any
+   reason (corrupt, truncated, a decompression bomb), is skipped and counted.
 3. ``group_duplicates``: one picture at several resolutions is one group; the largest file is
    kept. Two files are duplicates when their 63-bit DCT hashes (``perceptual_hash``) differ in at
    most ``hash_threshold`` bits, their aspect ratios by at most 12 % (a 16:10 thumbnail of a 16:9
@@ -39,38 +42,21 @@ import json
 import math
 import re
 import shutil
-import subprocess
 from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
-
-from PIL import UnidentifiedImageError
 
 from swycc.io.outputs import write_text_atomic
 from swycc.data.photoset_images import (PhotoSetConfig, PhotoSetError, UnionFind, analyse,
                                    are_duplicates, illustration_reason, same_structure,
                                    write_image)
 from swycc.data.photoset_licence import PackageLicences, sources_markdown
+from swycc.data.photoset_sources import (DEBIAN_PACKAGES, Source, apt_hint, image_files,
+                                    open_sources)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-DEBIAN_PACKAGES = ("mate-backgrounds", "plasma-workspace-wallpapers", "gnome-backgrounds",
-                   "ukui-wallpapers", "sway-backgrounds")
-RESERVED_MARKER = "opencv"  # OpenCV's sample/doc images: the reserved test set, never used here
 VERDICTS = ("photo", "illustration", "exclude")
 CACHE_VERSION = 2
 __all__ = ["PhotoSetConfig", "PhotoSetError", "build_photo_set", "main"]
-
-
-def apt_hint(packages: tuple[str, ...] = DEBIAN_PACKAGES) -> str:
-    return ("get the packages (the download needs no root):\n"
-            f"  mkdir -p debs && cd debs && apt-get download {' '.join(packages)}\n"
-            "then: python -m swycc.data.photoset --out DIR debs/*.deb")
-
-
-@dataclass(frozen=True)
-class Source:
-    package: str
-    root: Path  # extracted package root (holds usr/...)
 
 
 @dataclass
@@ -101,68 +87,13 @@ class Candidate:
         return self.analysis["width"] * self.analysis["height"]
 
 
-# --- sources ----------------------------------------------------------------------------------
+# --- sources (swycc.data.photoset_sources: unpacking, links that stay inside the package) ----------
 
-def _refuse_reserved(name: str) -> None:
-    if RESERVED_MARKER in name.lower():
-        raise PhotoSetError(f"{name}: OpenCV's images are the project's reserved test set; "
-                            "they must not be used for training, tuning or evaluation")
-
-
-def package_name(root: Path) -> str:
-    """The package of an extracted root: the one usr/share/doc/<name>/copyright, else the dir."""
-    docs = sorted(p.parent.name for p in root.glob("usr/share/doc/*/copyright"))
-    return docs[0] if len(docs) == 1 else root.name
-
-
-def open_sources(paths: list[str | Path], workdir: Path) -> list[Source]:
-    """.deb files are unpacked into ``workdir/<package>``; directories are used as they are."""
-    sources = []
-    for path in map(Path, paths):
-        _refuse_reserved(path.name)
-        if path.is_dir():
-            sources.append(Source(package_name(path), path))
-        elif path.suffix == ".deb" and path.is_file():
-            if shutil.which("dpkg-deb") is None:
-                raise PhotoSetError(f"{path}: dpkg-deb is needed to unpack .deb files; unpack it "
-                                    "elsewhere with `dpkg -x FILE DIR` and pass DIR")
-            name = subprocess.run(["dpkg-deb", "-f", str(path), "Package"], check=True,
-                                  capture_output=True, text=True).stdout.strip()
-            _refuse_reserved(name)
-            dest = workdir / name
-            shutil.rmtree(dest, ignore_errors=True)
-            dest.mkdir(parents=True)
-            subprocess.run(["dpkg-deb", "-x", str(path), str(dest)], check=True)
-            sources.append(Source(name, dest))
-        else:
-            raise PhotoSetError(f"{path}: not a .deb file or an extracted package directory; "
-                                + apt_hint())
-    names = [s.package for s in sources]
-    if len(set(names)) != len(names):
-        raise PhotoSetError(f"a package is given twice: {sorted(names)}")
-    return sources
-
-
-def find_images(source: Source) -> tuple[list[Candidate], int]:
-    """Image files of a package, links folded onto their target -> (candidates, reserved count)."""
-    by_real: dict[Path, Candidate] = {}
-    reserved = 0
-    for path in sorted(source.root.rglob("*")):
-        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
-            continue
-        rel = path.relative_to(source.root).as_posix()
-        if RESERVED_MARKER in rel.lower():
-            reserved += 1
-            continue
-        real = path.resolve()
-        try:
-            real_rel = real.relative_to(source.root.resolve()).as_posix()
-        except ValueError:  # a link out of the package: treat the link as the file
-            real_rel = rel
-        cand = by_real.setdefault(real, Candidate(source.package, real_rel, real))
-        if rel != real_rel:
-            cand.aliases.append(rel)
-    return list(by_real.values()), reserved
+def find_images(source: Source) -> tuple[list[Candidate], int, list[str]]:
+    """Image files of a package as candidates -> (candidates, reserved count, links skipped)."""
+    files, reserved, outside = image_files(source)
+    return ([Candidate(source.package, f.relpath, f.file, f.aliases) for f in files], reserved,
+            [f"{source.package}/{rel}" for rel in outside])
 
 
 # --- analysis ---------------------------------------------------------------------------------
@@ -334,22 +265,25 @@ class Cache:
 
 
 def scan(sources: list[Source], cfg: PhotoSetConfig, cache: Cache, progress: bool = True
-         ) -> tuple[list[Candidate], list[dict], int]:
-    """-> (analysed candidates, skipped bad files [{file, error}], reserved files left out)."""
+         ) -> tuple[list[Candidate], list[dict], int, list[str]]:
+    """-> (analysed candidates, skipped bad files [{file, error}], reserved files left out,
+    links out of their package skipped). A file that fails to decode for any reason (corrupt,
+    truncated, a decompression bomb past PIL's pixel limit) is skipped and counted."""
     from tqdm import tqdm
 
-    cands, reserved = [], 0
+    cands, reserved, outside = [], 0, []
     for s in sources:
-        found, n = find_images(s)
+        found, n, links = find_images(s)
         cands += found
         reserved += n
+        outside += links
     ok, skipped = [], []
     for i, c in enumerate(tqdm(cands, desc="analyse", unit="img", disable=not progress)):
         c.analysis = cache.analysis(c.key, c.file) or {}
         if not c.analysis:
             try:
                 c.analysis = analyse(c.file, cfg)
-            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            except Exception as e:  # noqa: BLE001 - one bad file never ends the build
                 skipped.append({"file": c.key, "error": f"{type(e).__name__}: {e}"})
                 continue
             cache.analyses[c.key] = {"sig": cache.signature(c.file), "analysis": c.analysis}
@@ -357,7 +291,7 @@ def scan(sources: list[Source], cfg: PhotoSetConfig, cache: Cache, progress: boo
                 cache.save()  # resumable: an interrupted scan keeps what it measured
         ok.append(c)
     cache.save()
-    return ok, skipped, reserved
+    return ok, skipped, reserved, outside
 
 
 def write_outputs(cands: list[Candidate], out: Path, cfg: PhotoSetConfig, cache: Cache,
@@ -387,7 +321,7 @@ def write_outputs(cands: list[Candidate], out: Path, cfg: PhotoSetConfig, cache:
 
 
 def manifest(cands: list[Candidate], sources: list[Source], skipped: list[dict], reserved: int,
-             cfg: PhotoSetConfig) -> dict:
+             outside: list[str], cfg: PhotoSetConfig) -> dict:
     files = []
     for c in sorted(cands, key=lambda c: c.key):
         a = c.analysis
@@ -409,7 +343,8 @@ def manifest(cands: list[Candidate], sources: list[Source], skipped: list[dict],
             "train": sum(c.split == "train" for c in mine),
             "test": sum(c.split == "test" for c in mine)}
     return {"config": asdict(cfg), "packages": per_package, "skipped": skipped,
-            "reserved_left_out": reserved, "files": files}
+            "reserved_left_out": reserved, "links_out_of_package_skipped": outside,
+            "files": files}
 
 
 def build_photo_set(paths: list[str | Path], out: str | Path,
@@ -419,12 +354,18 @@ def build_photo_set(paths: list[str | Path], out: str | Path,
     if not paths:
         raise PhotoSetError("no sources given; " + apt_hint())
     out = Path(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     workdir = out / ".extract"
     try:
-        sources = open_sources(paths, workdir)
+        try:
+            sources = open_sources(paths, workdir)
+        except PhotoSetError:
+            if created:  # bad input leaves nothing behind
+                shutil.rmtree(out, ignore_errors=True)
+            raise
         cache = Cache(out / ".photoset-cache.json", cfg)
-        cands, skipped, reserved = scan(sources, cfg, cache, progress)
+        cands, skipped, reserved, outside = scan(sources, cfg, cache, progress)
         licences = {s.package: PackageLicences(s.root, s.package) for s in sources}
         for c in cands:
             c.licence = asdict(licences[c.package].lookup(c.relpath))
@@ -435,7 +376,7 @@ def build_photo_set(paths: list[str | Path], out: str | Path,
         write_outputs(cands, out, cfg, cache, progress)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    m = manifest(cands, sources, skipped, reserved, cfg)
+    m = manifest(cands, sources, skipped, reserved, outside, cfg)
     write_text_atomic(out / "sources.json", json.dumps(m, indent=1, ensure_ascii=False))
     write_text_atomic(out / "SOURCES.md", sources_markdown(m))
     return m
@@ -454,8 +395,8 @@ def add_arguments(p) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def run(args) -> dict:
-    """Builds the set from parsed ``add_arguments`` options and prints a summary."""
+def run(args) -> int:
+    """Builds the set from parsed ``add_arguments`` options, prints a summary -> exit status."""
     cfg = PhotoSetConfig(max_short_side=args.max_short_side, image_format=args.format,
                          keep_illustrations=args.keep_illustrations,
                          holdout_fraction=args.holdout_fraction)
@@ -464,10 +405,12 @@ def run(args) -> dict:
     for name, s in m["packages"].items():
         print(f"{name}: {s['files']} files, {s['pictures']} pictures ({s['photos']} photos, "
               f"{s['illustrations']} illustrations); written: train {s['train']}, test {s['test']}")
-    print(f"skipped {len(m['skipped'])} unreadable files; wrote {Path(args.out) / 'sources.json'}")
+    print(f"skipped {len(m['skipped'])} unreadable files and "
+          f"{len(m['links_out_of_package_skipped'])} links out of their package; "
+          f"wrote {Path(args.out) / 'sources.json'}")
     if missing := tuple(p for p in DEBIAN_PACKAGES if p not in m["packages"]):
         print(f"not among the sources: {', '.join(missing)}; " + apt_hint(missing))
-    return m
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -478,11 +421,10 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(p)
     args = p.parse_args(argv)
     try:
-        run(args)
-    except (ValueError, OSError, subprocess.CalledProcessError) as e:
+        return run(args)
+    except (ValueError, OSError) as e:
         print(f"swycc: error: {e}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
+from swycc.data.photoset_sources import inside
+
 
 @dataclass(frozen=True)
 class LicenceInfo:
@@ -60,7 +62,7 @@ class PackageLicences:
     def __init__(self, root: str | Path, package: str):
         self.root, self.package = Path(root), package
         path = self.root / "usr/share/doc" / package / "copyright"
-        self.text = path.read_text(errors="replace") if path.is_file() else ""
+        self.text = path.read_text(errors="replace") if self._readable(path) else ""
         paragraphs = _dep5_paragraphs(self.text)
         self.machine_readable = bool(paragraphs) and "format" in paragraphs[0]
         # (patterns, licence, copyright) in file order; DEP-5: the last match wins.
@@ -79,6 +81,11 @@ class PackageLicences:
             if "GNU General Public License" in self.text:
                 names.append("GPL (package)")
         self.summary = ", ".join(dict.fromkeys(n for n in names if n)) or "no copyright file"
+
+    def _readable(self, path: Path) -> bool:
+        """A regular file inside the package: records behind a link out of it are never read."""
+        real = inside(self.root, path)
+        return real is not None and real.is_file()
 
     @staticmethod
     def _free_form_rules(text: str) -> list[tuple[list[str], str, str]]:
@@ -104,7 +111,7 @@ class PackageLicences:
             return None
         base = self.root.joinpath(*parts[: parts.index("contents")])
         meta = base / "metadata.json"
-        if meta.is_file():
+        if self._readable(meta):
             try:
                 plugin = json.loads(meta.read_text()).get("KPlugin", {})
             except (ValueError, OSError):
@@ -113,7 +120,7 @@ class PackageLicences:
             lic = plugin.get("License")
             return LicenceInfo(lic, authors, "metadata.json") if lic else None
         meta = base / "metadata.desktop"
-        if meta.is_file():
+        if self._readable(meta):
             parser = configparser.ConfigParser(interpolation=None, strict=False)
             try:
                 parser.read_string(meta.read_text(errors="replace"))
