@@ -127,6 +127,9 @@ class LossConfig(Validated):
     # efficientnet-lite0 (default), resnet50, vgg16, dists-vgg16, dists-effnetlite0 (Fig. 10)
     perceptual_net: str = choice("efficientnet-lite0", PERCEPTUAL_NET_NAMES)
     perceptual_weights: str | None = None  # local weight file; None = the packaged default
+    # lambda_c: + lambda_c * mean_{n,c} (mean_hw D_Initial(E(x)) - mean_hw x)^2, each image's
+    # mean colour (not in the paper; against a systematic per-channel colour bias)
+    colour_weight: float = 0.0
     cond_dropout: float = 0.1  # CFG: D_Initial(E(x)) zeroed on this fraction of examples
     # GAN baseline (method="gan") only
     adversarial_weight: float = 0.1
@@ -146,7 +149,7 @@ class LossConfig(Validated):
 
     def check(self) -> None:
         for name in ("perceptual_weight", "mse_weight", "adversarial_weight", "lecam_weight",
-                     "kl_weight", "disc_lr_scale", "r1_weight"):
+                     "kl_weight", "disc_lr_scale", "r1_weight", "colour_weight"):
             self.require(getattr(self, name) >= 0, name, "must be >= 0")
         self.require(0 <= self.cond_dropout < 1, "cond_dropout", "must be in [0, 1)")
         self.require(0 <= self.lecam_decay <= 1, "lecam_decay", "must be in [0, 1]")
@@ -188,6 +191,7 @@ class TrainConfig(Validated):
     log_every: int = 10
     checkpoint_every: int = 200
     sample_every: int = 500  # write a sample grid (0: never)
+    export_every: int = 0  # also keep a numbered EMA export, exports/step-N (0: never)
     num_workers: int = 0
     # divergence: warn when more than half of the last `log_every` steps were skipped as
     # non-finite; stop with an error after this many skipped steps in a row
@@ -198,7 +202,7 @@ class TrainConfig(Validated):
                      "max_nonfinite_in_row"):
             self.require(getattr(self, name) >= 1, name, "must be >= 1")
         for name in ("warmup_steps", "ema_warmup", "sample_every", "num_workers",
-                     "weight_decay"):
+                     "weight_decay", "export_every"):
             self.require(getattr(self, name) >= 0, name, "must be >= 0")
         for name in ("lr", "adam_eps", "grad_clip"):
             self.require(getattr(self, name) > 0, name, "must be > 0")
@@ -218,10 +222,14 @@ class DataConfig(Validated):
     # squares of a random share in [crop_scale_min, 1] of the shorter side (few, large photos)
     crop_scale_min: float = 1.0
     eval_grid: int = 1  # image folders, evaluation: grid x grid crops of each centre square
+    # image folders, training: share of crops whose colours are rotated about the grey axis by
+    # a random angle (the embedded set always rotates half of them); 0 = off
+    hue_rotation: float = 0.0
 
     def check(self) -> None:
         self.require(0 < self.crop_scale_min <= 1, "crop_scale_min", "must be in (0, 1]")
         self.require(self.eval_grid >= 1, "eval_grid", "must be >= 1")
+        self.require(0 <= self.hue_rotation <= 1, "hue_rotation", "must be in [0, 1]")
         self.require(self.held_out >= 0, "held_out", "must be >= 0")
         self.require(self.train_crops >= 1, "train_crops", "must be >= 1")
 

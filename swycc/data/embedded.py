@@ -20,7 +20,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from swycc.data.images import array_to_tensor, resize, sample_generator
+from swycc.data.images import array_to_tensor, hue_rotation, resize, sample_generator
 
 HELD_OUT_FRACTION = 0.25  # right-most strip of each photo, for evaluation only
 
@@ -69,16 +69,6 @@ def embedded_photos() -> tuple[tuple[str, np.ndarray], ...]:
 @lru_cache(maxsize=1)
 def _photo_tensors() -> tuple[torch.Tensor, ...]:
     return tuple(array_to_tensor(a) for _, a in embedded_photos())
-
-
-def hue_rotation(x: torch.Tensor, angle: float) -> torch.Tensor:
-    """Rotate colours about the grey axis by ``angle`` radians; x (3, H, W) in [-1, 1]."""
-    k = torch.full((3,), 1 / math.sqrt(3.0))
-    cross = torch.tensor([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    rot = (math.cos(angle) * torch.eye(3) + math.sin(angle) * cross
-           + (1 - math.cos(angle)) * torch.outer(k, k))
-    y = torch.einsum("ij,jhw->ihw", rot, (x + 1) / 2)
-    return (y.clamp(0, 1) * 2 - 1)
 
 
 def train_width(w: int) -> int:

@@ -6,6 +6,7 @@ resumed run sees exactly the batches an uninterrupted one would have seen.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections import OrderedDict
@@ -16,8 +17,10 @@ import torch
 from swycc.config import DataConfig
 from swycc.data.embedded import EmbeddedCropDataset
 from swycc.data.images import (SKIP_REASONS, ImageError, ImageTooLargeError, center_crop_square,
-                               checked_scan, grid_crop, load_image, random_crop_flip,
+                               checked_scan, grid_crop, hue_rotation, load_image, random_crop_flip,
                                random_scale_crop, resize_shorter_side, sample_generator, to_float)
+
+
 def _split(item: int | tuple[int, int]) -> tuple[int, int]:
     """Dataset keys are an index or (epoch, index), as yielded by ResumableSampler."""
     return (0, item) if isinstance(item, int) else (int(item[0]), int(item[1]))
@@ -37,8 +40,10 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     CACHE_BYTES = 1 << 30  # decoded 8-bit pictures kept in memory (per process)
 
     def __init__(self, root: str | os.PathLike, size: int, train: bool, labels: bool = False,
-                 seed: int = 0, crop_scale_min: float = 1.0, eval_grid: int = 1):
+                 seed: int = 0, crop_scale_min: float = 1.0, eval_grid: int = 1,
+                 hue_rotation: float = 0.0):
         self.root, self.size, self.train, self.seed = Path(root), size, train, seed
+        self.hue_rotation = hue_rotation
         self.crop_scale_min, self.eval_grid = crop_scale_min, eval_grid
         self.cells = 1 if train else eval_grid * eval_grid  # evaluation images per file
         scan = checked_scan(root)  # warns about what it leaves out
@@ -116,13 +121,17 @@ class ImageFolderDataset(torch.utils.data.Dataset):
             except ImageError as e:
                 self._skip(i, 1, f"unreadable image {e}")
                 continue
-            if self.train and self.crop_scale_min < 1:
+            if self.train:
                 g = sample_generator(self.seed, epoch, index)
-                x = random_scale_crop(x, self.size, self.crop_scale_min, g)
-                x = x.flip(-1) if bool(torch.rand(1, generator=g) < 0.5) else x
-            elif self.train:
-                g = sample_generator(self.seed, epoch, index)
-                x = random_crop_flip(resize_shorter_side(to_float(x), self.size), self.size, g)
+                if self.crop_scale_min < 1:
+                    x = random_scale_crop(x, self.size, self.crop_scale_min, g)
+                    x = x.flip(-1) if bool(torch.rand(1, generator=g) < 0.5) else x
+                else:
+                    x = random_crop_flip(resize_shorter_side(to_float(x), self.size), self.size,
+                                         g)
+                # drawn only when on, so that runs without it see the same crops as before
+                if self.hue_rotation > 0 and float(torch.rand(1, generator=g)) < self.hue_rotation:
+                    x = hue_rotation(x, (float(torch.rand(1, generator=g)) * 2 - 1) * math.pi)
             elif self.eval_grid > 1:
                 x = grid_crop(x, self.size, self.eval_grid, cell)
             else:
@@ -137,4 +146,5 @@ def build_dataset(cfg: DataConfig, size: int, train: bool, seed: int = 0):
         return EmbeddedCropDataset(size, "train" if train else "heldout", held_out=cfg.held_out,
                                    train_crops=cfg.train_crops, seed=seed)
     return ImageFolderDataset(cfg.path, size, train=train, labels=cfg.labels, seed=seed,
-                              crop_scale_min=cfg.crop_scale_min, eval_grid=cfg.eval_grid)
+                              crop_scale_min=cfg.crop_scale_min, eval_grid=cfg.eval_grid,
+                              hue_rotation=cfg.hue_rotation)

@@ -10,6 +10,7 @@ processes and data-loader workers.
 from __future__ import annotations
 
 import errno
+import math
 import logging
 import os
 import stat
@@ -300,3 +301,13 @@ def grid_crop(x: torch.Tensor, size: int, grid: int, cell: int) -> torch.Tensor:
 def to_float(x: torch.Tensor) -> torch.Tensor:
     """8-bit (3, H, W) -> float in [-1, 1]; float input unchanged."""
     return x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x
+
+
+def hue_rotation(x: torch.Tensor, angle: float) -> torch.Tensor:
+    """Rotate colours about the grey axis by ``angle`` radians; x (3, H, W) in [-1, 1]."""
+    k = torch.full((3,), 1 / math.sqrt(3.0))
+    cross = torch.tensor([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    rot = (math.cos(angle) * torch.eye(3) + math.sin(angle) * cross
+           + (1 - math.cos(angle)) * torch.outer(k, k))
+    y = torch.einsum("ij,jhw->ihw", rot, (x + 1) / 2)
+    return (y.clamp(0, 1) * 2 - 1)

@@ -251,8 +251,11 @@ def _run(task, out: Path, info: DistInfo, micro: int, dataset, model: nn.Module,
             over_time = (tc.time_budget_s is not None
                          and time.monotonic() - start > tc.time_budget_s)
             stop = any_true(over_time or stop_signal["hit"], info)
-            if step % tc.checkpoint_every == 0 or step == limit or stop:
+            numbered = tc.export_every > 0 and step % tc.export_every == 0
+            if step % tc.checkpoint_every == 0 or step == limit or stop or numbered:
                 export = save()
+                if numbered and info.is_main:
+                    task.export(ema_model(), out / "exports" / f"step-{step:08d}")
                 barrier(info)
             if stop:
                 stopped_by = "signal" if stop_signal["hit"] else "time_budget"
