@@ -281,18 +281,23 @@ class Autoencoder(nn.Module):
             out = net(z.float()).float().clamp(-1, 1)
         return out if size is None else out[..., : size[0], : size[1]]
 
-    def progress_total(self, z: torch.Tensor, steps: int | None = None, tile: bool | None = None,
-                       tile_size: int = DEFAULT_TILE,
+    def latent_size(self, height: int, width: int) -> tuple[int, int]:
+        """(h, w) of the latents of an H x W image (padded to the stride first)."""
+        s, ds = self.stride, self.config.model.encoder.downsample
+        return -(-height // s) * s // ds, -(-width // s) * s // ds
+
+    def progress_total(self, latent_size: tuple[int, int], steps: int | None = None,
+                       tile: bool | None = None, tile_size: int = DEFAULT_TILE,
                        tile_overlap: int = DEFAULT_OVERLAP) -> int:
-        """How many times ``decode`` calls ``on_tile``: the latent-side network's tiles (one
-        when untiled), plus, for sampling kinds, the denoiser's tiles at each of ``steps``."""
+        """How many times ``decode`` calls ``on_tile`` for latents of ``latent_size`` (h, w):
+        the latent-side network's tiles (one when untiled), plus, for sampling kinds, the
+        denoiser's tiles at each of ``steps``."""
         from swycc.tiling import count_tiles
 
         ds = self.config.model.encoder.downsample
-        h, w = ds * z.shape[-2], ds * z.shape[-1]
+        h, w = ds * latent_size[0], ds * latent_size[1]
         tiled = auto_tile(h, w, tile_size, tile, warn=False)
-        first = count_tiles(z.shape[-2], z.shape[-1], tile_size // ds, tile_overlap // ds) \
-            if tiled else 1
+        first = count_tiles(*latent_size, tile_size // ds, tile_overlap // ds) if tiled else 1
         if not self.samples:
             return first
         steps = self.config.sampling.steps if steps is None else steps
@@ -303,11 +308,11 @@ class Autoencoder(nn.Module):
     def reconstruct(self, x: torch.Tensor, steps: int | None = None, guidance: float | None = None,
                     samples: int | None = None, generator: torch.Generator | None = None,
                     tile: bool | None = None, tile_size: int = DEFAULT_TILE,
-                    tile_overlap: int = DEFAULT_OVERLAP) -> torch.Tensor:
+                    tile_overlap: int = DEFAULT_OVERLAP, on_tile=None) -> torch.Tensor:
         xp, size = self._pad(x)
         z = self.encode(xp, tile, tile_size, tile_overlap)
         return self.decode(z, steps, guidance, samples, generator, size=size, tile=tile,
-                           tile_size=tile_size, tile_overlap=tile_overlap)
+                           tile_size=tile_size, tile_overlap=tile_overlap, on_tile=on_tile)
 
     @torch.no_grad()
     def reconstruct_initial(self, x: torch.Tensor) -> torch.Tensor:

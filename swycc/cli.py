@@ -126,6 +126,7 @@ def add_sampling_options(p: argparse.ArgumentParser, samples: bool = True,
     p.add_argument("--tile-overlap", type=positive_int, default=64, help="pixels (default 64)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing output files (default: refuse them)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def device_arg(text: str) -> str:
@@ -208,6 +209,16 @@ def tiling(args: argparse.Namespace) -> dict:
     return {"tile": args.tile, "tile_size": args.tile_size, "tile_overlap": args.tile_overlap}
 
 
+def decode_progress(args: argparse.Namespace, model, latent_sizes: list[tuple[int, int]],
+                    desc: str):
+    """A tqdm bar over every network evaluation of the coming decodes (tiles x steps);
+    ``--no-progress`` silences it."""
+    from tqdm import tqdm
+
+    total = sum(model.progress_total(s, args.steps, **tiling(args)) for s in latent_sizes)
+    return tqdm(total=total, desc=desc, unit="eval", disable=args.no_progress)
+
+
 def resolve_max_pixels(args: argparse.Namespace) -> None:
     """--max-pixels, or its default: the untiled limit with --no-tile, the tiled one else."""
     if args.max_pixels is None:
@@ -259,10 +270,13 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     images = _load_images(args.images, args.max_pixels)
     model = load_model(args)
     g = torch.Generator(device=args.device).manual_seed(args.seed)
-    with plan.writing() as stage:
+    bar = decode_progress(args, model, [model.latent_size(*x.shape[-2:]) for x in images],
+                          "reconstruct")
+    with plan.writing() as stage, bar:
         for paths, x in zip(targets, images):
             xs = model.reconstruct(x[None].to(args.device), args.steps, args.guidance,
-                                   samples=args.samples, generator=g, **tiling(args))[0]
+                                   samples=args.samples, generator=g, on_tile=bar.update,
+                                   **tiling(args))[0]
             _save_samples(xs, paths, stage)
     _finish(plan, len(images) * args.samples, out)
     return 0
@@ -278,10 +292,13 @@ def cmd_encode(args: argparse.Namespace) -> int:
     plan.check()
     images = _load_images(args.images, args.max_pixels)
     model = load_model(args)
+    from tqdm import tqdm
+
     with torch.inference_mode():
         entries = [LatentEntry(Path(p).stem, tuple(x.shape[-2:]),
                                model.encode(x[None].to(args.device), **tiling(args))[0].cpu())
-                   for p, x in zip(args.images, images)]
+                   for p, x in tqdm(list(zip(args.images, images)), desc="encode", unit="img",
+                                    disable=args.no_progress)]
     with plan.writing() as stage:
         save_latents(entries, stage(out), model.config.to_json())
     print(f"wrote latents of {len(entries)} image(s) to {out}")
@@ -307,11 +324,12 @@ def cmd_decode(args: argparse.Namespace) -> int:
     targets = [plan.add_images(out, e.name, args.samples) for e in entries]
     plan.check()
     g = torch.Generator(device=args.device).manual_seed(args.seed)
-    with plan.writing() as stage:
+    bar = decode_progress(args, model, [tuple(e.z.shape[-2:]) for e in entries], "decode")
+    with plan.writing() as stage, bar:
         for paths, e in zip(targets, entries):
             xs = model.decode(e.z[None].to(args.device), args.steps, args.guidance,
                               samples=args.samples, generator=g, size=e.size,
-                              **tiling(args))[0]
+                              on_tile=bar.update, **tiling(args))[0]
             _save_samples(xs, paths, stage)
     _finish(plan, len(entries) * args.samples, out)
     return 0
@@ -411,9 +429,10 @@ def verb_modules():
     from swycc.distill.cli import register as distill
     from swycc.experiments.cli import register as experiment
     from swycc.generate_cli import register as generate
+    from swycc.latent_stats_cli import register as latent_stats
     from swycc.ship_check import register as ship_check
 
-    return [experiment, _register_photoset, dit, generate, distill, ship_check]
+    return [experiment, _register_photoset, dit, generate, distill, ship_check, latent_stats]
 
 
 def _register_photoset(sub) -> None:

@@ -52,7 +52,7 @@ def hub_file(repo_id: str, filename: str, revision: str | None = None,
              verify: bool = True) -> Path:
     """``hf_hub_download`` with one-line errors and the sha256 check of the module docstring."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError,
+    from huggingface_hub.errors import (LocalEntryNotFoundError, RemoteEntryNotFoundError,
                                         RepositoryNotFoundError, RevisionNotFoundError)
 
     where = f"{repo_id}" + (f"@{revision}" if revision else "")
@@ -61,12 +61,12 @@ def hub_file(repo_id: str, filename: str, revision: str | None = None,
                                     token=token))
     except RevisionNotFoundError:
         raise HubError(f"{where}: no such revision on the Hub") from None
-    except EntryNotFoundError:
+    except RemoteEntryNotFoundError:
         raise HubError(f"{where}: the repository has no {filename} (is it a swycc export?)") \
             from None
     except RepositoryNotFoundError:
-        raise HubError(f"{repo_id}: no such Hub repository (or it is private: log in with "
-                       f"`hf auth login` or pass token=)") from None
+        raise HubError(f"{repo_id}: no such local path, nor a Hub repository (a private one "
+                       f"needs `hf auth login` or token=)") from None
     except LocalEntryNotFoundError:
         raise HubError(f"{where}: {filename} is not in the local Hub cache and the Hub cannot "
                        f"be reached (offline mode HF_HUB_OFFLINE=1, or no connection)") from None

@@ -26,7 +26,8 @@ import torch
 from tqdm import tqdm
 
 STATS_KEY = "latent_stats"  # safetensors metadata key
-DEFAULT_IMAGES = 512  # training images encoded for the statistics (spread over the set)
+DEFAULT_IMAGES = 512  # images encoded by `swycc latent-stats` (spread over the set)
+TRAINING_IMAGES = 256  # encoded at each training export
 
 
 class LatentStatsError(ValueError):

@@ -79,6 +79,11 @@ class AutoencoderTask:
         write_sample_grid(model, inputs, path)
 
     def export(self, model: Autoencoder, path: Path) -> Path:
+        """The EMA model with the per-channel statistics of its latents over the training
+        data (``swycc.latent_stats``), and its model card."""
+        from swycc.latent_stats import TRAINING_IMAGES, training_data_stats
+
+        model.latent_stats = training_data_stats(model, TRAINING_IMAGES)
         return model.save_pretrained(path)
 
     def compile(self, model: Autoencoder) -> None:
