@@ -206,7 +206,7 @@ class Autoencoder(nn.Module):
                   tile_overlap: int = DEFAULT_OVERLAP, on_tile=None) -> TilePlan:
         ds = self.config.model.encoder.downsample
         if not auto_tile(ds * z.shape[-2], ds * z.shape[-1], tile_size, tile):
-            return TilePlan.none()
+            return TilePlan(None, on_tile=on_tile)  # whole: on_tile once per evaluation
         return TilePlan(tile_size, tile_overlap, ds, self.stride, on_tile)
 
     def check_latents(self, z: torch.Tensor) -> None:
