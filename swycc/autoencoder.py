@@ -286,18 +286,18 @@ class Autoencoder(nn.Module):
         s, ds = self.stride, self.config.model.encoder.downsample
         return -(-height // s) * s // ds, -(-width // s) * s // ds
 
-    def progress_total(self, latent_size: tuple[int, int], steps: int | None = None,
+    def progress_total(self, latent_hw: tuple[int, int], steps: int | None = None,
                        tile: bool | None = None, tile_size: int = DEFAULT_TILE,
                        tile_overlap: int = DEFAULT_OVERLAP) -> int:
-        """How many times ``decode`` calls ``on_tile`` for latents of ``latent_size`` (h, w):
+        """How many times ``decode`` calls ``on_tile`` for latents of ``latent_hw`` = (h, w):
         the latent-side network's tiles (one when untiled), plus, for sampling kinds, the
         denoiser's tiles at each of ``steps``."""
         from swycc.tiling import count_tiles
 
         ds = self.config.model.encoder.downsample
-        h, w = ds * latent_size[0], ds * latent_size[1]
+        h, w = ds * latent_hw[0], ds * latent_hw[1]
         tiled = auto_tile(h, w, tile_size, tile, warn=False)
-        first = count_tiles(*latent_size, tile_size // ds, tile_overlap // ds) if tiled else 1
+        first = count_tiles(*latent_hw, tile_size // ds, tile_overlap // ds) if tiled else 1
         if not self.samples:
             return first
         steps = self.config.sampling.steps if steps is None else steps

@@ -3,8 +3,8 @@
     Autoencoder.from_pretrained("org/name", revision="v1")   # downloaded once, then cached
     Autoencoder.from_pretrained("runs/a/export")              # a local path, as always
 
-A name that exists on disk is a local path; otherwise a name of the form ``org/name`` (Hub
-repository id rules) is fetched with ``huggingface_hub.hf_hub_download``: its cache (``HF_HOME``
+A name that exists on disk (or whose first part ``org`` is a local directory) is a local path;
+otherwise a name of the form ``org/name`` (Hub repository id rules) is fetched with ``huggingface_hub.hf_hub_download``: its cache (``HF_HOME``
 / ``HF_HUB_CACHE``), ``revision`` (branch, tag or commit), ``HF_ENDPOINT`` and offline mode
 (``HF_HUB_OFFLINE=1``: only what is cached) all apply as for any Hub model. The file is checked
 against the sha256 the Hub lists for it (an LFS file's ETag) before it is read: a corrupted or
@@ -30,9 +30,12 @@ class HubError(ValueError):
 
 
 def is_hub_id(name: str | os.PathLike) -> bool:
-    """True for ``org/name`` that is not an existing local path."""
+    """True for ``org/name`` that is not a local path: neither it nor its first part ``org``
+    exists here (so a mistyped ``runs/exprot`` is reported as a missing local path at once),
+    and it does not name a .safetensors file."""
     text = os.fspath(name)
-    return bool(_REPO_ID.match(text)) and not Path(text).exists() and ".." not in text
+    return (bool(_REPO_ID.match(text)) and ".." not in text and not text.endswith(".safetensors")
+            and not Path(text).exists() and not Path(text).parent.exists())
 
 
 def resolve_export(name: str | os.PathLike, revision: str | None = None,
@@ -68,8 +71,9 @@ def hub_file(repo_id: str, filename: str, revision: str | None = None,
         raise HubError(f"{repo_id}: no such local path, nor a Hub repository (a private one "
                        f"needs `hf auth login` or token=)") from None
     except LocalEntryNotFoundError:
-        raise HubError(f"{where}: {filename} is not in the local Hub cache and the Hub cannot "
-                       f"be reached (offline mode HF_HUB_OFFLINE=1, or no connection)") from None
+        raise HubError(f"{where}: no such local path, and as a Hub id: {filename} is not in "
+                       f"the local Hub cache and the Hub cannot be reached (offline mode "
+                       f"HF_HUB_OFFLINE=1, or no connection)") from None
     except OSError as e:  # connection and HTTP errors huggingface_hub does not classify
         raise HubError(f"{where}: cannot download {filename} ({type(e).__name__}: {e})") \
             from None

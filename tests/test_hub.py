@@ -114,6 +114,10 @@ def test_hub_id_loads_caches_and_works_offline(hub, tmp_path, random_tiny_model,
     other = random_tiny_model(seed=1)
     _publish(hub, tmp_path, other, revision="v1")
     assert is_hub_id("org/tiny") and not is_hub_id(str(tmp_path))
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)  # "runs/typo": a mistyped local path, not a Hub id
+    assert is_hub_id("other/typo") and not is_hub_id("runs/typo")
+    assert not is_hub_id("org/x.safetensors")
     loaded = Autoencoder.from_pretrained("org/tiny")
     for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(a, b), k
@@ -129,7 +133,7 @@ def test_hub_id_loads_caches_and_works_offline(hub, tmp_path, random_tiny_model,
     again = Autoencoder.from_pretrained("org/tiny")
     assert len(hub.requests) == seen
     assert torch.equal(again.encoder.conv_in.weight, model.encoder.conv_in.weight)
-    with pytest.raises(HubError, match="not in the local Hub cache"):
+    with pytest.raises(HubError, match="no such local path, and as a Hub id.*not in the local"):
         Autoencoder.from_pretrained("org/never-downloaded")
 
 
@@ -175,3 +179,15 @@ def test_cli_reads_a_hub_id(hub, tmp_path, random_tiny_model, capsys):
                  "--out", str(tmp_path / "out2"), "--no-progress"]) == 2
     assert "swycc: error: org/missing: no such local path" in capsys.readouterr().err
     assert not (tmp_path / "out2").exists()
+
+
+def test_diffusers_adapter_reads_a_hub_id(hub, tmp_path, random_tiny_model):
+    pytest.importorskip("diffusers")
+    from swycc.integrations.diffusers import AutoencoderSWYCC
+
+    model = random_tiny_model()
+    model.latent_stats = LatentStats((0.1, 0.2), (1.0, 2.0), 4, "test")
+    _publish(hub, tmp_path, model)
+    vae = AutoencoderSWYCC.from_swycc("org/tiny", revision="main", torch_dtype=torch.bfloat16)
+    assert vae.dtype == torch.bfloat16 and vae.config.latents_std == [1.0, 2.0]
+    assert torch.equal(vae.model.encoder.conv_in.weight, model.encoder.conv_in.weight.bfloat16())
