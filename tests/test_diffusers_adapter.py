@@ -168,3 +168,15 @@ def test_dit_pipeline_uses_it_as_its_vae(export):
             latents = pipe.scheduler.step(eps, t, latents).prev_sample
     ref = (model.decode(latents / vae.config.scaling_factor) / 2 + 0.5).clamp(0, 1)
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+
+
+def test_tiled_encode_of_a_gaussian_posterior(export):
+    path, model = export("dgae")
+    vae = AutoencoderSWYCC.from_swycc(path)
+    vae.tile_sample_min_size, vae.tile_overlap = 32, 16
+    vae.enable_tiling()
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    with torch.no_grad():
+        mode = vae.encode(x).latent_dist.mode()
+        want = model.encode(x, tile=True, tile_size=32, tile_overlap=16)
+    torch.testing.assert_close(mode, want, rtol=0, atol=1e-6)
