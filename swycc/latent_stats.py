@@ -9,7 +9,7 @@ records the mean and std of each latent channel c over its training images:
     whole-tensor form  z' = (z - shift_factor) * scaling_factor,
         shift_factor = E[z] over all channels, scaling_factor = 1 / std(z) over all channels
 
-They are computed at the end of training (``swycc train`` exports them) or for an older export
+They are computed at the end of training (``swycc train``'s final export) or for an export
 by ``swycc latent-stats EXPORT [--data DIR]``, and stored as JSON in the safetensors metadata
 (``latent_stats``); the weights and their sha256 stay the same. Moments are accumulated in
 float64 with Chan et al.'s pairwise update, one batch in memory.
@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 STATS_KEY = "latent_stats"  # safetensors metadata key
 DEFAULT_IMAGES = 512  # images encoded by `swycc latent-stats` (spread over the set)
-TRAINING_IMAGES = 256  # encoded at each training export
+TRAINING_IMAGES = 256  # encoded at the end of `swycc train`
 
 
 class LatentStatsError(ValueError):
@@ -160,3 +162,40 @@ def training_data_stats(model, max_images: int = DEFAULT_IMAGES, data_dir: str |
         what += " (training crops)"
     chunks, batches = dataset_batches(dataset, max_images)
     return measure(model, batches, what, progress, total=len(chunks))
+
+
+def write_stats(file: str | os.PathLike, stats: LatentStats) -> None:
+    """The export ``file`` with ``stats`` in its metadata: the same tensors (dtypes kept,
+    weights_sha256 unchanged), written atomically."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    file = Path(file)
+    with safe_open(str(file), framework="pt") as f:
+        meta = dict(f.metadata() or {})
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta[STATS_KEY] = stats.to_json()
+    tmp = file.with_name(f".{file.name}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, file)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def store_latent_stats(export: str | os.PathLike, max_images: int = DEFAULT_IMAGES,
+                       data_dir: str | None = None, device: str = "cpu",
+                       progress: bool = False) -> LatentStats:
+    """Measure an export's statistics (``training_data_stats``) and store them in it; its
+    model card (README.md beside a ``model.safetensors``) is rewritten to show them."""
+    from swycc.autoencoder import Autoencoder, weights_file
+    from swycc.model_card import card_text, write_model_card
+
+    file = weights_file(export)
+    model = Autoencoder.from_pretrained(file).to(device)
+    model.latent_stats = training_data_stats(model, max_images, data_dir, progress)
+    card = card_text(model) if file.name == "model.safetensors" else None
+    write_stats(file, model.latent_stats)
+    if card is not None:
+        write_model_card(file.parent, card)
+    return model.latent_stats

@@ -11,11 +11,7 @@ unchanged) and the statistics in its metadata, and its model card (README.md) be
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
-
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 
 def register(sub) -> None:
@@ -34,41 +30,19 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_latent_stats)
 
 
-def write_stats(file: Path, stats) -> None:
-    """The export ``file`` with ``stats`` in its metadata: same tensors, written atomically."""
-    from swycc.latent_stats import STATS_KEY
-
-    with safe_open(str(file), framework="pt") as f:
-        meta = dict(f.metadata() or {})
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    meta[STATS_KEY] = stats.to_json()
-    tmp = file.with_name(f".{file.name}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, file)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def cmd_latent_stats(args: argparse.Namespace) -> int:
-    from swycc.autoencoder import Autoencoder, weights_file
-    from swycc.latent_stats import training_data_stats
-    from swycc.model_card import card_text, write_model_card
+    from swycc.autoencoder import weights_file
+    from swycc.latent_stats import store_latent_stats
 
     file = weights_file(args.export)  # a local export: the file is rewritten
     if args.data is not None and not Path(args.data).is_dir():
         raise ValueError(f"--data {args.data}: no such image folder")
-    model = Autoencoder.from_pretrained(file).to(args.device)
-    model.latent_stats = training_data_stats(model, args.images, args.data,
-                                             progress=not args.no_progress)
-    card = card_text(model) if file.name == "model.safetensors" else None
-    write_stats(file, model.latent_stats)
-    if card is not None:
-        write_model_card(file.parent, card)
-    s = model.latent_stats
+    s = store_latent_stats(file, args.images, args.data, args.device,
+                           progress=not args.no_progress)
+    card = file.parent / "README.md" if file.name == "model.safetensors" else None
     print(f"latent statistics over {s.images} images of {s.data}: mean "
           f"[{', '.join(f'{v:.4g}' for v in s.mean)}], std "
           f"[{', '.join(f'{v:.4g}' for v in s.std)}]; scaling_factor {s.scaling_factor:.4g}, "
           f"shift_factor {s.shift_factor:.4g}; wrote {file}"
-          + (f" and {file.parent / 'README.md'}" if card is not None else ""))
+          + (f" and {card}" if card is not None else ""))
     return 0

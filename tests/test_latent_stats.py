@@ -83,14 +83,15 @@ def test_cli_adds_stats_to_an_old_export(tmp_path, random_tiny_model, capsys):
     assert read_latent_stats(tmp_path / "exp") == stats
 
 
-def test_training_export_measures_its_training_data(tiny_cfg, tmp_path):
+def test_training_ends_by_measuring_its_training_data(tiny_cfg, tmp_path):
     from swycc.data import build_dataset
-    from swycc.train.autoencoder_task import AutoencoderTask
+    from swycc.train.autoencoder_task import train_autoencoder
 
-    task = AutoencoderTask(tiny_cfg)
-    model = task.build_model().eval()
-    task.export(model, tmp_path / "export")
-    stats = read_latent_stats(tmp_path / "export")
+    res = train_autoencoder(tiny_cfg, tmp_path / "run", device="cpu", max_steps=1,
+                            progress=False)
+    stats = read_latent_stats(res.export)
+    model = Autoencoder.from_pretrained(res.export)
+    assert f"{stats.scaling_factor:.6g}" in (res.export.parent / "README.md").read_text()
     data = build_dataset(tiny_cfg.data, tiny_cfg.model.image_size, train=True,
                          seed=tiny_cfg.train.seed)
     assert len(data) <= 256  # every crop is measured

@@ -79,11 +79,6 @@ class AutoencoderTask:
         write_sample_grid(model, inputs, path)
 
     def export(self, model: Autoencoder, path: Path) -> Path:
-        """The EMA model with the per-channel statistics of its latents over the training
-        data (``swycc.latent_stats``), and its model card."""
-        from swycc.latent_stats import TRAINING_IMAGES, training_data_stats
-
-        model.latent_stats = training_data_stats(model, TRAINING_IMAGES)
         return model.save_pretrained(path)
 
     def compile(self, model: Autoencoder) -> None:
@@ -109,5 +104,14 @@ def load_initial_weights(model: Autoencoder, cfg: Config) -> None:
 
 def train_autoencoder(cfg: Config, out_dir: str | Path, device: str | None = None,
                       max_steps: int | None = None, progress: bool = True) -> TrainResult:
-    return train(AutoencoderTask(cfg), out_dir, device=device, max_steps=max_steps,
-                 progress=progress)
+    """Train (or resume) ``cfg`` in ``out_dir``; at the end, the export gets the per-channel
+    statistics of its latents over the training data (``swycc.latent_stats``)."""
+    from swycc.latent_stats import TRAINING_IMAGES, store_latent_stats
+
+    res = train(AutoencoderTask(cfg), out_dir, device=device, max_steps=max_steps,
+                progress=progress)
+    if res.export is not None and res.stopped_by != "signal":  # rank 0 wrote it; a SIGTERM
+        # (pre-emption) exits at once: the run's resumption measures them
+        where = device or ("cuda" if torch.cuda.is_available() else "cpu")  # as the loop's
+        store_latent_stats(res.export, TRAINING_IMAGES, device=where, progress=progress)
+    return res
