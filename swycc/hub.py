@@ -54,7 +54,11 @@ def hub_file(repo_id: str, filename: str, revision: str | None = None,
              cache_dir: str | os.PathLike | None = None, token: str | bool | None = None,
              verify: bool = True) -> Path:
     """``hf_hub_download`` with one-line errors and the sha256 check of the module docstring."""
-    from huggingface_hub import hf_hub_download
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError:
+        raise HubError(f"{repo_id}: no such local path; Hub ids need huggingface_hub "
+                       f"(pip install 'swycc[hub]')") from None
     from huggingface_hub.errors import (LocalEntryNotFoundError, RemoteEntryNotFoundError,
                                         RepositoryNotFoundError, RevisionNotFoundError)
 
