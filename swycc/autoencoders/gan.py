@@ -4,7 +4,6 @@ D_Initial architecture plus MAGVIT-v2's adaptive GroupNorm; trained adversariall
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from swycc.autoencoders.base import Autoencoder
@@ -33,8 +32,7 @@ class GANAutoencoder(Autoencoder):
     def _decode(self, z, steps, guidance, k, generator, plan):
         return plan.latent_map(self.d_initial, z).float().unsqueeze(1).expand(-1, k, -1, -1, -1)
 
-    @torch.no_grad()
-    def decode_initial(self, z: torch.Tensor) -> torch.Tensor:
-        """The decoder's reconstruction (the GAN's only one), (N, 3, H, W)."""
-        self.check_latents(z)
-        return self.d_initial(z.float()).clamp(-1, 1)
+    @property
+    def initial_decoder(self) -> nn.Module:
+        """The decoder: decode_initial(z) is the GAN's only reconstruction."""
+        return self.d_initial

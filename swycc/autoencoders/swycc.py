@@ -6,7 +6,6 @@ predicts x (v-loss); ``model.unet.predict_residual`` diffuses x - D_Initial(z) i
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from swycc.autoencoders.base import Autoencoder, unet_stride
@@ -44,8 +43,7 @@ class SWYCC(Autoencoder):
                                  denoise_fn=plan.denoiser(self.denoiser))
         return x.unflatten(0, (-1, k))
 
-    @torch.no_grad()
-    def decode_initial(self, z: torch.Tensor) -> torch.Tensor:
-        """The deterministic first reconstruction D_Initial(z), (N, 3, H, W)."""
-        self.check_latents(z)
-        return self.d_initial(z.float()).clamp(-1, 1)
+    @property
+    def initial_decoder(self) -> nn.Module:
+        """D_Initial: decode_initial(z) is the first reconstruction D_Initial(z)."""
+        return self.d_initial

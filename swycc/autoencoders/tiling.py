@@ -24,6 +24,7 @@ bounded by the tile.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 
@@ -175,12 +176,24 @@ def tiled_denoiser(denoiser: Denoiser, tile: int, overlap: int, align: int = 1,
     return blended
 
 
-@torch.no_grad()
 def auto_tile(height: int, width: int, tile: int = DEFAULT_TILE,
-              choice: bool | None = None) -> bool:
+              choice: bool | None = None, warn: bool = True) -> bool:
     """--tile / --no-tile (True / False), or by default (None): tile when H * W exceeds
-    AUTO_TILE_FACTOR tiles' worth of pixels."""
-    return choice if choice is not None else height * width > AUTO_TILE_FACTOR * tile * tile
+    AUTO_TILE_FACTOR tiles' worth of pixels, saying so in a ``TilingWarning`` (tiled output
+    differs from a single pass where networks see per-tile statistics)."""
+    if choice is not None:
+        return choice
+    tiled = height * width > AUTO_TILE_FACTOR * tile * tile
+    if tiled and warn:
+        warnings.warn(f"{height}x{width} px is above the automatic tiling threshold "
+                      f"({AUTO_TILE_FACTOR} tiles of {tile}x{tile} px): processing it in tiles; "
+                      f"pass tile=True (--tile) to choose tiling, tile=False (--no-tile) for one "
+                      f"pass", TilingWarning, stacklevel=3)
+    return tiled
+
+
+class TilingWarning(UserWarning):
+    """Tiling was switched on automatically (no explicit tile= / --tile choice)."""
 
 
 # ---- the seam measure -------------------------------------------------------------------------
@@ -273,12 +286,25 @@ class TilePlan:
     def latent_map(self, fn: Callable[[torch.Tensor], torch.Tensor],
                    z: torch.Tensor) -> torch.Tensor:
         if not self.active:
-            return fn(z)
+            return _counted(fn, self.on_tile)(z)
         return tiled_map(fn, z, self.tile // self.upscale, self.overlap // self.upscale,
                          scale=self.upscale, on_tile=self.on_tile)
 
     def denoiser(self, denoise: Denoiser) -> Denoiser:
         if not self.active:
-            return denoise
+            return _counted(denoise, self.on_tile)
         return tiled_denoiser(denoise, self.tile, self.overlap, self.align,
                               on_tile=self.on_tile)
+
+
+def _counted(fn: Callable, on_eval: Callable[[], object] | None) -> Callable:
+    """``fn``, calling ``on_eval()`` after each call (an untiled plan's progress updates)."""
+    if on_eval is None:
+        return fn
+
+    def counted(*args):
+        out = fn(*args)
+        on_eval()
+        return out
+
+    return counted

@@ -127,6 +127,7 @@ def add_sampling_options(p: argparse.ArgumentParser, samples: bool = True,
     p.add_argument("--tile-overlap", type=positive_int, default=64, help="pixels (default 64)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing output files (default: refuse them)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def device_arg(text: str) -> str:
@@ -198,6 +199,16 @@ def exit_status(stopped_by: str) -> int:
 def tiling(args: argparse.Namespace) -> dict:
     """The model's tiling keywords from --tile/--no-tile, --tile-size, --tile-overlap."""
     return {"tile": args.tile, "tile_size": args.tile_size, "tile_overlap": args.tile_overlap}
+
+
+def decode_progress(args: argparse.Namespace, model, latent_sizes: list[tuple[int, int]],
+                    desc: str):
+    """A tqdm bar over every network evaluation of the coming decodes (tiles x steps);
+    ``--no-progress`` silences it."""
+    from tqdm import tqdm
+
+    total = sum(model.progress_total(s, args.steps, **tiling(args)) for s in latent_sizes)
+    return tqdm(total=total, desc=desc, unit="eval", disable=args.no_progress)
 
 
 def resolve_max_pixels(args: argparse.Namespace) -> None:

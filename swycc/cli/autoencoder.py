@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 
 from swycc.cli.args import (MAX_PIXELS_ENCODE, add_sampling_options, add_train_options,
-                            build_config, finite_float, kind_names, load_model, positive_int,
-                            report_training, resolve_max_pixels, tiling)
+                            build_config, decode_progress, finite_float, kind_names, load_model,
+                            positive_int, report_training, resolve_max_pixels, tiling)
 from swycc.autoencoders.kinds import with_method
 from swycc.config import PRESETS, get_preset
 
@@ -113,10 +113,13 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     images = _load_images(args.images, args.max_pixels)
     model = load_model(args)
     g = torch.Generator(device=args.device).manual_seed(args.seed)
-    with plan.writing() as stage:
+    bar = decode_progress(args, model, [model.latent_size(*x.shape[-2:]) for x in images],
+                          "reconstruct")
+    with plan.writing() as stage, bar:
         for paths, x in zip(targets, images):
             xs = model.reconstruct(x[None].to(args.device), args.steps, args.guidance,
-                                   samples=args.samples, generator=g, **tiling(args))[0]
+                                   samples=args.samples, generator=g, on_tile=bar.update,
+                                   **tiling(args))[0]
             _save_samples(xs, paths, stage)
     _finish(plan, len(images) * args.samples, out)
     return 0
@@ -132,10 +135,13 @@ def cmd_encode(args: argparse.Namespace) -> int:
     plan.check()
     images = _load_images(args.images, args.max_pixels)
     model = load_model(args)
+    from tqdm import tqdm
+
     with torch.inference_mode():
         entries = [LatentEntry(Path(p).stem, tuple(x.shape[-2:]),
                                model.encode(x[None].to(args.device), **tiling(args))[0].cpu())
-                   for p, x in zip(args.images, images)]
+                   for p, x in tqdm(list(zip(args.images, images)), desc="encode", unit="img",
+                                    disable=args.no_progress)]
     with plan.writing() as stage:
         save_latents(entries, stage(out), model.config.to_json())
     print(f"wrote latents of {len(entries)} image(s) to {out}")
@@ -161,11 +167,12 @@ def cmd_decode(args: argparse.Namespace) -> int:
     targets = [plan.add_images(out, e.name, args.samples) for e in entries]
     plan.check()
     g = torch.Generator(device=args.device).manual_seed(args.seed)
-    with plan.writing() as stage:
+    bar = decode_progress(args, model, [tuple(e.z.shape[-2:]) for e in entries], "decode")
+    with plan.writing() as stage, bar:
         for paths, e in zip(targets, entries):
             xs = model.decode(e.z[None].to(args.device), args.steps, args.guidance,
                               samples=args.samples, generator=g, size=e.size,
-                              **tiling(args))[0]
+                              on_tile=bar.update, **tiling(args))[0]
             _save_samples(xs, paths, stage)
     _finish(plan, len(entries) * args.samples, out)
     return 0

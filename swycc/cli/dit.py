@@ -27,6 +27,10 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--shard-size", type=positive_int, default=4096, help="latents per shard")
     p.add_argument("--device", type=device_arg)
+    p.add_argument("--stats", choices=["data", "export"], default="data",
+                   help="normalise the latents (and so the DiT) with their measured per-channel "
+                   "statistics (data, the default) or with those the export records (export; "
+                   "see `swycc latent-stats`)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_encode_dataset)
 
@@ -59,6 +63,10 @@ def cmd_encode_dataset(args: argparse.Namespace) -> int:
     identity = autoencoder_identity(args.checkpoint)
     info = init_distributed(args.device)
     model = Autoencoder.from_pretrained(args.checkpoint).to(info.device)
+    export_stats = model.latent_stats if args.stats == "export" else None
+    if args.stats == "export" and export_stats is None:
+        raise ValueError(f"--stats export: {args.checkpoint} records no latent statistics; add "
+                         f"them with `swycc latent-stats {args.checkpoint}` or use --stats data")
     size = args.image_size or model.config.model.image_size
     if size % model.stride:
         raise ValueError(f"--image-size {size} must be a multiple of the autoencoder's stride "
@@ -71,11 +79,12 @@ def cmd_encode_dataset(args: argparse.Namespace) -> int:
         summary = encode_dataset(encode_fn, identity, args.data, args.out, size, flip=args.flip,
                                  shard_size=args.shard_size, batch_size=args.batch_size,
                                  rank=info.rank, world_size=info.world_size,
-                                 progress=not args.no_progress)
+                                 progress=not args.no_progress, export_stats=export_stats)
         index = summary.index
         if info.world_size > 1:  # every rank's shards are written; rank 0 adds index.json
             barrier(info)
-            index = finalize(args.out, progress=not args.no_progress) if info.is_main else None
+            index = (finalize(args.out, progress=not args.no_progress,
+                              export_stats=export_stats) if info.is_main else None)
     finally:
         shutdown(info)
     if index is not None:
@@ -84,7 +93,13 @@ def cmd_encode_dataset(args: argparse.Namespace) -> int:
               f"({len(index['classes'])} classes, {index['num_skipped']} unreadable image(s) "
               f"skipped) to {args.out}; shards written {summary.shards_written}, resumed "
               f"{summary.shards_resumed}")
+        print(f"per-channel latent statistics ({index['stats_source']}, used to normalise): "
+              f"mean {_fmt(index['mean'])}, std {_fmt(index['std'])}")
     return 0
+
+
+def _fmt(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
 
 
 # ---- train-dit ----

@@ -42,6 +42,7 @@ def register(sub) -> None:
     p.add_argument("--per-class", type=positive_int, default=8)
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("eval-generation", help="score N generated images against reference "
@@ -89,10 +90,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     grid_path = plan.add_file(out / "grid.png")
     plan.check()
 
-    xs = [x for _, x in gen.batches(labels, steps=args.steps, guidance=args.guidance,
-                                    decoder_steps=args.decoder_steps,
-                                    decoder_guidance=args.decoder_guidance, seed=args.seed,
-                                    batch_size=args.batch_size, decoder=args.decoder)]
+    from tqdm import tqdm
+
+    with tqdm(total=len(labels), unit="img", desc="generate", disable=args.no_progress) as bar:
+        xs = [bar.update(x.shape[0]) or x for _, x in gen.batches(
+            labels, steps=args.steps, guidance=args.guidance, decoder_steps=args.decoder_steps,
+            decoder_guidance=args.decoder_guidance, seed=args.seed, batch_size=args.batch_size,
+            decoder=args.decoder)]
     images = dict(zip(order, torch.cat(xs)))
     with plan.writing() as stage:
         for key, path in paths.items():

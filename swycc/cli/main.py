@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from swycc.cli import (autoencoder, dit, distill, eval, experiment, generate, photoset,
-                       ship_check)
+from swycc.cli import (autoencoder, dit, distill, eval, experiment, generate, latent_stats,
+                       photoset, ship_check)
 from swycc.cli.args import EXIT_BAD_INPUT, EXIT_DIVERGED
 
 # the verb groups, in --help order; each module's register(subparsers) adds its verbs
-VERB_GROUPS = (autoencoder, eval, experiment, photoset, dit, generate, distill, ship_check)
+VERB_GROUPS = (autoencoder, eval, experiment, photoset, dit, generate, distill, ship_check,
+               latent_stats)
 
 
 class UsageError(ValueError):

@@ -173,6 +173,9 @@ class DistillTask:
         write_sample_grid(model, inputs, path, steps=self.plan.student_steps)
 
     def export(self, model, path: Path) -> Path:
+        from swycc.autoencoders.base import read_latent_stats
+
+        model.latent_stats = read_latent_stats(self.teacher_file)  # the teacher's encoder
         return model.save_pretrained(path)
 
     def compile(self, model) -> None:

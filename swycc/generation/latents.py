@@ -156,7 +156,7 @@ def encode_dataset(encode_fn: EncodeFn, identity: dict, data_dir: str | os.PathL
                    out_dir: str | os.PathLike, image_size: int, flip: bool = False,
                    shard_size: int = 4096, batch_size: int = 64, rank: int = 0,
                    world_size: int = 1, progress: bool = True,
-                   num_workers: int = 0) -> EncodeSummary:
+                   num_workers: int = 0, export_stats=None) -> EncodeSummary:
     """Encode every image of ``data_dir`` (class sub-folders) into latent shards in ``out_dir``.
 
     encode_fn: (B, 3, S, S) float in [-1, 1] on the CPU -> latents (B, C, h, w) (any device);
@@ -204,7 +204,7 @@ def encode_dataset(encode_fn: EncodeFn, identity: dict, data_dir: str | os.PathL
         skipped_total += len(skipped)
         _write_shard(out / shard_name(world_size, rank, k), parts, chunk, skipped)
     bar.close()
-    index = finalize(out) if world_size == 1 else None
+    index = finalize(out, export_stats=export_stats) if world_size == 1 else None
     return EncodeSummary(len(todo), len(shards) - len(todo), skipped_total, index)
 
 
@@ -238,9 +238,16 @@ def _write_shard(path: Path, parts: list[dict], chunk: list[int], skipped: list[
 
 # ---- statistics and the index ----
 
-def finalize(out_dir: str | os.PathLike, progress: bool = False) -> dict:
+def finalize(out_dir: str | os.PathLike, progress: bool = False,
+             export_stats=None) -> dict:
     """Check every rank's shards exist, compute per-channel mean/std over all latents (streaming,
-    one shard in memory, Chan et al.'s pairwise update in float64), write index.json."""
+    one shard in memory, Chan et al.'s pairwise update in float64), write index.json.
+
+    The index's ``mean`` / ``std`` (what ``LatentDataset`` normalises with, and so the DiT) are
+    these, or ``export_stats`` (the autoencoder export's ``LatentStats``) when given;
+    ``data_mean`` / ``data_std`` always hold the measured ones and ``stats_source`` says which
+    is used ("data" or "export")."""
+    from swycc.autoencoders.latent_stats import RunningMoments
     out = Path(out_dir)
     if not (out / MANIFEST).exists():
         raise LatentDatasetError(f"{out}: no {MANIFEST}; run encode_dataset first")
@@ -254,7 +261,7 @@ def finalize(out_dir: str | os.PathLike, progress: bool = False) -> dict:
     if missing:
         raise LatentDatasetError(f"{out}: {len(missing)} shard(s) missing or unfinished, e.g. "
                                  f"{missing[0]}; re-run the encoding (all ranks) first")
-    count, mean, m2, shape, counts, skipped = 0, None, None, None, [], []
+    moments, shape, counts, skipped = RunningMoments(), None, [], []
     for name in tqdm(names, disable=not progress, desc="latent statistics"):
         with safe_open(str(out / name), framework="pt") as f:
             z = f.get_tensor("latents").double()
@@ -263,21 +270,19 @@ def finalize(out_dir: str | os.PathLike, progress: bool = False) -> dict:
         if not counts[-1]:
             continue
         shape = list(z.shape[1:])
-        zc = z.transpose(0, 1).flatten(1)  # (C, n h w)
-        n_b, mean_b = zc.shape[1], zc.mean(1)
-        m2_b = (zc - mean_b[:, None]).square().sum(1)
-        if mean is None:
-            count, mean, m2 = n_b, mean_b, m2_b
-            continue
-        delta, total = mean_b - mean, count + n_b
-        mean = mean + delta * n_b / total
-        m2 = m2 + m2_b + delta.square() * count * n_b / total
-        count = total
-    if mean is None:
+        moments.update(z)
+    if moments.mean is None:
         raise LatentDatasetError(f"{out}: no readable image was encoded")
-    std = (m2 / max(count - 1, 1)).sqrt()  # unbiased, as torch.std
+    mean, std = moments.mean.tolist(), moments.std().tolist()
+    used = (mean, std) if export_stats is None else (list(export_stats.mean),
+                                                     list(export_stats.std))
+    if len(used[0]) != len(mean):
+        raise LatentDatasetError(f"{out}: the export's latent statistics have {len(used[0])} "
+                                 f"channels, its latents {len(mean)}")
     index = {"format": FORMAT, "shards": names, "counts": counts, "num_latents": sum(counts),
-             "latent_shape": shape, "mean": mean.tolist(), "std": std.tolist(),
+             "latent_shape": shape, "mean": used[0], "std": used[1],
+             "stats_source": "data" if export_stats is None else "export",
+             "data_mean": mean, "data_std": std,
              "num_skipped": len(skipped), "skipped_files": [man["files"][i] for i in skipped],
              "classes": man["classes"], "identity": man["identity"],
              "image_size": man["image_size"], "flip": man["flip"]}
