@@ -103,6 +103,7 @@ def load_initial_weights(model: Autoencoder, cfg: Config) -> None:
 
 
 def train_autoencoder(cfg: Config, out_dir: str | Path, device: str | None = None,
-                      max_steps: int | None = None, progress: bool = True) -> TrainResult:
+                      max_steps: int | None = None, progress: bool = True,
+                      tensorboard: bool = False) -> TrainResult:
     return train(AutoencoderTask(cfg), out_dir, device=device, max_steps=max_steps,
-                 progress=progress)
+                 progress=progress, tensorboard=tensorboard)
