@@ -415,8 +415,9 @@ def verb_modules():
     from swycc.experiments.cli import register as experiment
     from swycc.generate_cli import register as generate
     from swycc.ship_check import register as ship_check
+    from swycc.web.cli import register as web
 
-    return [experiment, _register_photoset, dit, generate, distill, ship_check]
+    return [experiment, _register_photoset, dit, generate, distill, ship_check, web]
 
 
 def _register_photoset(sub) -> None:
