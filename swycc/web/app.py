@@ -55,7 +55,7 @@ def run_page(model: Autoencoder, folders: RunFolders, settings: PageSettings, im
     if rec.samples_drawn:
         variance, top = variance_image(rec.samples)
         caption = (f"per-pixel variance over {samples} samples (mean over channels), magma "
-                   f"from 0 (black) to {top:.4g} (white); pixel values in [-1, 1]")
+                   f"from 0 (black) to {top:.4g} (pale yellow); pixel values in [-1, 1]")
     files = write_downloads(rec, model, folders.new(), name or "photo")
     initial = None if rec.initial is None else to_uint8(rec.initial)
     return to_uint8(rec.original), initial, gallery, variance, caption, [str(f) for f in files]
