@@ -31,6 +31,9 @@ def register(sub) -> None:
     p.add_argument("--init", metavar="EXPORT", help="fine-tune: start from this exported model "
                    "(e.g. swycc/pretrained/small-swycc), its weights and its config; --preset "
                    "is then unused, the other options and --set change the recipe")
+    p.add_argument("--log", choices=["jsonl", "tensorboard"], default="jsonl",
+                   help="tensorboard: also write scalars and sample grids to OUT/tb "
+                        "(metrics.jsonl is always written)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("reconstruct", help="image files in, reconstructions out")
@@ -65,7 +68,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = build_config(args)
     res = train_autoencoder(cfg, args.out, device=args.device, max_steps=args.max_steps,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, tensorboard=args.log == "tensorboard")
     return report_training(res)
 
 

@@ -11,12 +11,12 @@ import argparse
 import sys
 
 from swycc.cli import (autoencoder, dit, distill, eval, experiment, generate, latent_stats,
-                       photoset, ship_check)
+                       photoset, ship_check, web)
 from swycc.cli.args import EXIT_BAD_INPUT, EXIT_DIVERGED
 
 # the verb groups, in --help order; each module's register(subparsers) adds its verbs
 VERB_GROUPS = (autoencoder, eval, experiment, photoset, dit, generate, distill, ship_check,
-               latent_stats)
+               latent_stats, web)
 
 
 class UsageError(ValueError):

@@ -105,7 +105,9 @@ class _Divergence:
 
 
 def train(task: TrainTask, out_dir: str | Path, device: str | None = None,
-          max_steps: int | None = None, progress: bool = True) -> TrainResult:
+          max_steps: int | None = None, progress: bool = True,
+          tensorboard: bool = False) -> TrainResult:
+    """``tensorboard``: also log scalars and preview grids to ``<out>/tb``."""
     tc = task.train_config
     out = Path(out_dir)
     if max_steps is not None and max_steps < 0:
@@ -120,6 +122,10 @@ def train(task: TrainTask, out_dir: str | Path, device: str | None = None,
     # Adam's second moments and zero-initialised layers produce denormal floats, which ran
     # 100x slower on CPU here (the optimiser step took longer than the convolutions).
     torch.set_flush_denormal(True)
+    if tensorboard:
+        from swycc.train.tensorboard_log import require_tensorboard
+
+        require_tensorboard()
     dataset = task.build_dataset()
     torch.manual_seed(tc.seed)  # identical initial weights on every rank
     model = task.build_model().to(info.device)
@@ -134,14 +140,15 @@ def train(task: TrainTask, out_dir: str | Path, device: str | None = None,
     try:
         if info.is_main:
             write_run_config(out, task.config_dict())
-        return _run(task, out, info, micro, dataset, model, objective, max_steps, progress)
+        return _run(task, out, info, micro, dataset, model, objective, max_steps, progress,
+                    tensorboard)
     finally:
         if lock is not None:
             lock.release()
 
 
 def _run(task, out: Path, info: DistInfo, micro: int, dataset, model: nn.Module, objective,
-         max_steps: int | None, progress: bool) -> TrainResult:
+         max_steps: int | None, progress: bool, tensorboard: bool = False) -> TrainResult:
     tc = task.train_config
     if tc.compile:
         task.compile(model)
@@ -165,6 +172,12 @@ def _run(task, out: Path, info: DistInfo, micro: int, dataset, model: nn.Module,
         if info.device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"], info.device)
         log.truncate_after(step)
+    tb = None
+    if tensorboard and info.is_main:
+        from swycc.train.tensorboard_log import TensorBoardLog
+
+        tb = TensorBoardLog(out, step)
+        tqdm.write(f"TensorBoard: tensorboard --logdir {tb.log_dir}")
     if info.enabled:
         ids = [info.device.index] if info.device.type == "cuda" else None
         objective.wrap(lambda m: DDP(m, device_ids=ids))
@@ -241,13 +254,17 @@ def _run(task, out: Path, info: DistInfo, micro: int, dataset, model: nn.Module,
                        **logs_sum, "images_per_s": ips, "nonfinite_steps": nonfinite,
                        "elapsed_s": now - start, **_data_counts(dataset)}
                 log.write(rec)
+                if tb is not None:
+                    tb.scalars(rec)
                 extra = {k: f"{logs_sum[k]:.3g}"
                          for k in getattr(objective, "progress_keys", ()) if k in logs_sum}
                 bar.set_postfix(loss=f"{logs_sum.get('loss', float('nan')):.4f}", **extra,
                                 img_s=f"{ips:.1f}")
             if preview is not None and (step % tc.sample_every == 0 or step == limit):
-                task.write_preview(ema_model().to(info.device), preview,
-                                   out / "samples" / f"step-{step:08d}.png")
+                grid = out / "samples" / f"step-{step:08d}.png"
+                task.write_preview(ema_model().to(info.device), preview, grid)
+                if tb is not None:
+                    tb.image_file("samples", grid, step)
             over_time = (tc.time_budget_s is not None
                          and time.monotonic() - start > tc.time_budget_s)
             stop = any_true(over_time or stop_signal["hit"], info)
@@ -262,6 +279,8 @@ def _run(task, out: Path, info: DistInfo, micro: int, dataset, model: nn.Module,
                 break
     finally:
         bar.close()
+        if tb is not None:
+            tb.close()
         if info.is_main or not info.enabled:
             signal.signal(signal.SIGTERM, old_handler)
     if step >= limit and export is None:
