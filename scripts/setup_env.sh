@@ -6,7 +6,7 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import swycc, torch, pytest, transformers, gradio, selenium, tensorboard" >/dev/null 2>&1; then
+if ! .venv/bin/python -c "import swycc, torch, pytest, transformers, gradio, selenium, tensorboard, diffusers" >/dev/null 2>&1; then
   .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
   .venv/bin/pip install -q --disable-pip-version-check -e ".[dev]"
 fi
