@@ -407,13 +407,14 @@ def make_parser() -> argparse.ArgumentParser:
 
 def verb_modules():
     """Verbs that live beside their subsystem, each a ``register(subparsers)`` function."""
+    from swycc.codec.cli import register as codec
     from swycc.dit_cli import register as dit
     from swycc.distill.cli import register as distill
     from swycc.experiments.cli import register as experiment
     from swycc.generate_cli import register as generate
     from swycc.ship_check import register as ship_check
 
-    return [experiment, _register_photoset, dit, generate, distill, ship_check]
+    return [experiment, _register_photoset, dit, generate, distill, ship_check, codec]
 
 
 def _register_photoset(sub) -> None:
