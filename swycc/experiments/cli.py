@@ -8,10 +8,12 @@ from pathlib import Path
 
 def register(sub) -> None:
     from swycc.cli import add_train_options, positive_int
+    from swycc.codec import experiment as codec
     from swycc.experiments import decoding
     from swycc.experiments.catalog import EXPERIMENTS
 
-    summaries = {**{k: v.summary for k, v in EXPERIMENTS.items()}, **decoding.SWEEPS}
+    summaries = {**{k: v.summary for k, v in EXPERIMENTS.items()}, **decoding.SWEEPS,
+                 **codec.SUMMARY}
     p = sub.add_parser("experiment", help="run one of the paper's comparisons (re-run to resume)",
                        description="; ".join(f"{k}: {v}" for k, v in summaries.items()))
     p.add_argument("name", choices=list(summaries))
@@ -29,6 +31,7 @@ def register(sub) -> None:
                    "the EffNet-Lite0 proxies, and rFID/IS/CMMD/FD-DINOv2 where weights load")
     p.add_argument("--weights-dir", help="Inception/CLIP/DINOv2 weights for rFID/IS/CMMD/FD")
     decoding.add_arguments(p)
+    codec.add_arguments(p)
     p.add_argument("--methods", nargs="+", help="the autoencoder kinds of k-sweep, dists and "
                    "the generation experiments (default swycc gan; dit-convergence: dgae swycc "
                    "gan)")
@@ -69,6 +72,10 @@ def _experiment(args: argparse.Namespace) -> int:
         raise ValueError("an experiment sets each arm's method itself; drop --method")
     if args.name in SWEEPS:
         return cmd_decode_sweep(args)
+    if args.name == "codec":
+        from swycc.codec.experiment import cmd_codec_experiment
+
+        return cmd_codec_experiment(args)
     if args.steps is None:
         raise ValueError(f"experiment {args.name} needs --steps (training steps per arm)")
     spec = EXPERIMENTS[args.name]
