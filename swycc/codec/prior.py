@@ -31,18 +31,20 @@ TABLE_TOTAL = 1 << TABLE_BITS
 MIN_SCALE = 1.0 / 64  # smallest Laplace scale b (symbols) a header may carry
 MAX_ALPHABET = 1 << 16  # symbols per channel (hi - lo + 1), far above any useful step
 _LN2 = 0.6931471805599453  # the double nearest ln 2
+_LN2_HI, _LN2_LO = 0.693145751953125, 1.4286068203094173e-06  # Cody-Waite: n * HI is exact
 _TAYLOR_TERMS = 22  # |r| < ln 2: the remainder is below 2^-60
 
 
 def exp_neg(x: float) -> float:
     """exp(-x) for x >= 0 from IEEE basic operations only (identical on every machine):
-    exp(-x) = 2^-n exp(-r), n = floor(x / ln 2), r = x - n ln 2, exp(-r) by Horner's rule."""
+    exp(-x) = 2^-n exp(-r), n = floor(x / ln 2), r = x - n ln 2 (ln 2 split in two so that
+    n ln 2 loses nothing), exp(-r) by Horner's rule."""
     if x < 0:
         raise ValueError(f"exp_neg needs x >= 0, got {x}")
     if x > 1100.0:
         return 0.0
     n = int(x / _LN2)
-    r = x - n * _LN2
+    r = (x - n * _LN2_HI) - n * _LN2_LO
     s = 1.0
     for k in range(_TAYLOR_TERMS, 0, -1):
         s = 1.0 - (r / k) * s
