@@ -13,7 +13,7 @@ from PIL import Image
 from swycc.cli import main
 from swycc.codec.codec import decode_latent, encode_latent, quality_step, quantize, read
 from swycc.codec.entropy import decode_symbols, encode_symbols
-from swycc.codec.fileformat import CodecFileError, SwycFile, pack, unpack
+from swycc.codec.fileformat import CodecFileError, pack, unpack
 from swycc.codec.prior import (TABLE_TOTAL, ChannelParams, LatentPrior, code_length_bits,
                                exp_neg, fit_prior, fit_symbol_params, frequency_table)
 

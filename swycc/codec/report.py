@@ -10,7 +10,6 @@ photos' EffNet-Lite0 features (FD and MMD; with few photos these are noisy, see 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
