@@ -81,6 +81,10 @@ def test_codec_experiment_end_to_end(setup, tmp_path, capsys):
         assert res["matched"][q]["swycc-samples"]["bpp"] == pytest.approx(np.mean(bpps[q]))
     pts = res["curves"]["swycc-initial"]
     assert pts[0]["bpp"] < pts[1]["bpp"]  # a finer step costs more bits
+    ex = json.loads((out / "examples.json").read_text())
+    assert (out / "examples.png").is_file() and ex["qualities"] == [2, 6]
+    first = json.loads(items[0].read_text())
+    assert ex["bpp"]["6"]["swycc-samples"] == first["swycc"]["6"]["bpp"]
     # resume: nothing recomputed, the same report
     stamps = [p.stat().st_mtime_ns for p in items]
     capsys.readouterr()

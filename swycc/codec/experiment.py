@@ -195,6 +195,7 @@ def run_codec_experiment(model, checkpoint, data: str | None, out, settings: Cod
     nets = {"effnetlite0": glob, "perceptual": perceptual}
     out = Path(out)
     items: dict[int, list] = {}
+    example = None
     jobs = [(s, i, p) for s, n in zip(settings.sizes, settings.images)
             for i, p in enumerate(files[:n])]
     bar = tqdm(jobs, desc="codec", unit="photo", disable=not progress)
@@ -206,17 +207,22 @@ def run_codec_experiment(model, checkpoint, data: str | None, out, settings: Cod
             x = quantized(center_crop_square(load_image(path), size))
             got = run_item(model, model_id, x, settings, codecs, nets, device, methods)
             store.save(*got)
+        if example is None:
+            example = (path, size, got[0], store.key)
         items.setdefault(size, []).append((path.name, *got))
+    from swycc.codec.examples import save_examples
     from swycc.pretrained import display_path
 
+    path, size, rec, key = example
+    x = quantized(center_crop_square(load_image(path), size))
+    shown = save_examples(model, model_id, x, rec, key, settings, codecs, methods, device, out)
     meta = {"checkpoint": display_path(checkpoint), "weights_sha256": sha, "method": model.kind,
             "data": str(root), "device": device, "codecs": codecs, "swycc_methods": methods,
             **asdict(settings),
             "guidance_used": (model.config.sampling.guidance if settings.guidance is None
-                              else settings.guidance)}
+                              else settings.guidance),
+            "examples": {"photo": path.name, "size": size, "bpp": shown["bpp"]}}
     return write_report(meta, items, out)
-
-
 
 
 SUMMARY = {"codec": "swycc compress vs JPEG, WebP, AVIF: rate-distortion-perception on whole "
@@ -260,8 +266,8 @@ def cmd_codec_experiment(args) -> int:
     from swycc.codec.report import markdown
 
     print(markdown(report))
-    print(f"wrote {args.out}/results.json, results.md, rate-distortion.png and "
-          f"rate-perception.png")
+    print(f"wrote {args.out}/results.json, results.md, rate-distortion.png, "
+          f"rate-perception.png and examples.png")
     return 0
 
 

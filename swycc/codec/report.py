@@ -122,6 +122,12 @@ def markdown(report: dict) -> str:
              f"{meta['guidance_used']:g}, seed {meta['seed']}; device {meta['device']}. Bits per "
              f"pixel are counted from the files (headers included). FD and MMD compare the "
              f"reconstructions' EffNet-Lite0 features with the photos' (offline proxies).", ""]
+    ex = meta.get("examples")
+    if ex:
+        cells = "; ".join(f"Q{q}: " + ", ".join(f"{m} {v:.3f}" for m, v in row.items())
+                          for q, row in ex["bpp"].items())
+        lines += [f"examples.png: {ex['photo']} at {ex['size']} px; columns: the photo, then "
+                  f"each method at matched rate; bits per pixel: {cells}.", ""]
     for size, res in report["sizes"].items():
         n = res["photos"]
         lines += [f"## {size} px ({n} photos)", "",
