@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[1] / "swycc"
 
 # bottom to top, as in ARCHITECTURE.md; a module may import its own layer and those before it
 LAYERS = ["errors", "config_types", "config", "io", "diffusion", "data", "nn", "losses",
-          "autoencoders", "metrics", "train", "generation", "distill", "experiments", "integrations",
+          "autoencoders", "codec", "metrics", "train", "generation", "distill", "experiments", "integrations",
           "web", "cli",
           "__main__"]
 FACE = {"__init__"}  # swycc/__init__.py re-exports the public API from below

@@ -216,3 +216,36 @@ def resolve_max_pixels(args: argparse.Namespace) -> None:
     if args.max_pixels is None:
         args.max_pixels = (args.untiled_max_pixels if args.tile is False
                            else max(MAX_PIXELS_TILED, args.untiled_max_pixels))
+
+
+def _allow_pixels(max_pixels: int) -> None:
+    """Let Pillow open what --max-pixels allows (its own bomb guard would refuse it first)."""
+    from PIL import Image
+
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def load_images(paths: list[str], max_pixels: int) -> list[torch.Tensor]:
+    """Every image, checked: sizes from the headers first (a too-large one is refused before any
+    is decoded), then decoded; ImageError naming the file."""
+    from swycc.data.images import image_size, load_image
+
+    _allow_pixels(max_pixels)
+    for p in paths:
+        image_size(p, max_pixels)
+    return [load_image(p, max_pixels) for p in paths]
+
+
+def save_samples(xs: torch.Tensor, paths: list[Path], stage) -> None:
+    """(S, 3, H, W) -> the S planned paths (``OutputPlan.add_images``), staged."""
+    from swycc.data.images import save_image
+
+    for k, path in enumerate(paths):
+        save_image(xs[k].cpu(), stage(path))
+
+
+def report_written(plan, count: int, where: Path) -> None:
+    for line in plan.describe_renames():
+        print(line)
+    print(f"wrote {count} image(s) to {where}")

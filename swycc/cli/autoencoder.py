@@ -8,8 +8,9 @@ from pathlib import Path
 import torch
 
 from swycc.cli.args import (MAX_PIXELS_ENCODE, add_sampling_options, add_train_options,
-                            build_config, decode_progress, finite_float, kind_names, load_model,
-                            positive_int, report_training, resolve_max_pixels, tiling)
+                            build_config, decode_progress, finite_float, kind_names, load_images,
+                            load_model, positive_int, report_training, report_written,
+                            resolve_max_pixels, save_samples, tiling)
 from swycc.autoencoders.kinds import with_method
 from swycc.config import PRESETS, get_preset
 
@@ -72,39 +73,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return report_training(res)
 
 
-def _allow_pixels(max_pixels: int) -> None:
-    """Let Pillow open what --max-pixels allows (its own bomb guard would refuse it first)."""
-    from PIL import Image
-
-    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
-        Image.MAX_IMAGE_PIXELS = max_pixels
-
-
-def _load_images(paths: list[str], max_pixels: int) -> list[torch.Tensor]:
-    """Every image, checked: sizes from the headers first (a too-large one is refused before any
-    is decoded), then decoded; ImageError naming the file."""
-    from swycc.data.images import image_size, load_image
-
-    _allow_pixels(max_pixels)
-    for p in paths:
-        image_size(p, max_pixels)
-    return [load_image(p, max_pixels) for p in paths]
-
-
-def _save_samples(xs: torch.Tensor, paths: list[Path], stage) -> None:
-    """(S, 3, H, W) -> the S planned paths (``OutputPlan.add_images``), staged."""
-    from swycc.data.images import save_image
-
-    for k, path in enumerate(paths):
-        save_image(xs[k].cpu(), stage(path))
-
-
-def _finish(plan, count: int, where: Path) -> None:
-    for line in plan.describe_renames():
-        print(line)
-    print(f"wrote {count} image(s) to {where}")
-
-
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     resolve_max_pixels(args)
     from swycc.io.outputs import OutputPlan
@@ -113,7 +81,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     out = Path(args.out)
     targets = [plan.add_images(out, Path(p).stem, args.samples) for p in args.images]
     plan.check()
-    images = _load_images(args.images, args.max_pixels)
+    images = load_images(args.images, args.max_pixels)
     model = load_model(args)
     g = torch.Generator(device=args.device).manual_seed(args.seed)
     bar = decode_progress(args, model, [model.latent_size(*x.shape[-2:]) for x in images],
@@ -123,8 +91,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
             xs = model.reconstruct(x[None].to(args.device), args.steps, args.guidance,
                                    samples=args.samples, generator=g, on_tile=bar.update,
                                    **tiling(args))[0]
-            _save_samples(xs, paths, stage)
-    _finish(plan, len(images) * args.samples, out)
+            save_samples(xs, paths, stage)
+    report_written(plan, len(images) * args.samples, out)
     return 0
 
 
@@ -136,7 +104,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     plan = OutputPlan(overwrite=args.overwrite)
     out = plan.add_file(args.out)
     plan.check()
-    images = _load_images(args.images, args.max_pixels)
+    images = load_images(args.images, args.max_pixels)
     model = load_model(args)
     from tqdm import tqdm
 
@@ -176,8 +144,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
             xs = model.decode(e.z[None].to(args.device), args.steps, args.guidance,
                               samples=args.samples, generator=g, size=e.size,
                               on_tile=bar.update, **tiling(args))[0]
-            _save_samples(xs, paths, stage)
-    _finish(plan, len(entries) * args.samples, out)
+            save_samples(xs, paths, stage)
+    report_written(plan, len(entries) * args.samples, out)
     return 0
 
 

@@ -6,14 +6,15 @@ import argparse
 from pathlib import Path
 
 from swycc.cli.args import add_train_options, build_config, exit_status, finite_float, positive_int
-from swycc.experiments import decoding
+from swycc.experiments import codec, decoding
 from swycc.metrics.evaluate import parse_metrics
 
 
 def register(sub) -> None:
     from swycc.experiments.catalog import EXPERIMENTS
 
-    summaries = {**{k: v.summary for k, v in EXPERIMENTS.items()}, **decoding.SWEEPS}
+    summaries = {**{k: v.summary for k, v in EXPERIMENTS.items()}, **decoding.SWEEPS,
+                 **codec.SUMMARY}
     p = sub.add_parser("experiment", help="run one of the paper's comparisons (re-run to resume)",
                        description="; ".join(f"{k}: {v}" for k, v in summaries.items()))
     p.add_argument("name", choices=list(summaries))
@@ -31,6 +32,7 @@ def register(sub) -> None:
                    "the EffNet-Lite0 proxies, and rFID/IS/CMMD/FD-DINOv2 where weights load")
     p.add_argument("--weights-dir", help="Inception/CLIP/DINOv2 weights for rFID/IS/CMMD/FD")
     add_sweep_arguments(p)
+    add_codec_arguments(p)
     p.add_argument("--methods", nargs="+", help="the autoencoder kinds of k-sweep, dists and "
                    "the generation experiments (default swycc gan; dit-convergence: dgae swycc "
                    "gan)")
@@ -80,6 +82,8 @@ def _experiment(args: argparse.Namespace) -> int:
         raise ValueError("an experiment sets each arm's method itself; drop --method")
     if args.name in decoding.SWEEPS:
         return _decode_sweep(args)
+    if args.name in codec.SUMMARY:
+        return _codec_experiment(args)
     if args.steps is None:
         raise ValueError(f"experiment {args.name} needs --steps (training steps per arm)")
     spec = EXPERIMENTS[args.name]
@@ -145,4 +149,44 @@ def _decode_sweep(args: argparse.Namespace) -> int:
         progress=not args.no_progress)
     print(decoding.markdown(report))
     print(f"wrote {args.out}/results.json, results.md and results.png")
+    return 0
+
+
+def add_codec_arguments(p) -> None:
+    g = p.add_argument_group("codec experiment")
+    g.add_argument("--codec-sizes", type=positive_int, nargs="+", default=list(codec.SIZES),
+                   help="photo sizes in px (default 256 512)")
+    g.add_argument("--codec-images", type=positive_int, nargs="+",
+                   help="photos per size, one count per size (default: --eval-images each)")
+    g.add_argument("--codec-qualities", type=positive_int, nargs="+", default=list(codec.QUALITIES),
+                   help=f"swycc --quality values (default {' '.join(map(str, codec.QUALITIES))})")
+    g.add_argument("--codec-max-bpp", type=finite_float, default=1.0,
+                   help="baseline curves: qualities whose files stay under this (default 1)")
+
+
+def _codec_experiment(args: argparse.Namespace) -> int:
+    from swycc.autoencoders.base import Autoencoder
+    from swycc.autoencoders.pretrained import default_checkpoint
+    from swycc.codec.codec import quality_step
+
+    if args.steps is not None:
+        raise ValueError("experiment codec scores an exported model (--checkpoint); drop --steps")
+    for q in args.codec_qualities:
+        quality_step(q)
+    codec.photo_folder(args.data)  # refused before anything loads
+    images = tuple(args.codec_images or [args.eval_images] * len(args.codec_sizes))
+    settings = codec.CodecSettings(sizes=tuple(args.codec_sizes), images=images,
+                             qualities=tuple(args.codec_qualities),
+                             decode_steps=args.decode_steps, seed=args.seed or 0,
+                             max_bpp=args.codec_max_bpp)
+    checkpoint = args.checkpoint or default_checkpoint()
+    device = args.device or "cpu"
+    model = Autoencoder.from_pretrained(checkpoint).to(device).eval()
+    report = codec.run_codec_experiment(model, checkpoint, args.data, args.out, settings,
+                                  device=device, progress=not args.no_progress)
+    from swycc.experiments.codec_report import markdown
+
+    print(markdown(report))
+    print(f"wrote {args.out}/results.json, results.md, rate-distortion.png, "
+          f"rate-perception.png and examples.png")
     return 0

@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from swycc.cli import (autoencoder, dit, distill, eval, experiment, generate, latent_stats,
-                       photoset, ship_check, web)
+from swycc.cli import (autoencoder, codec, dit, distill, eval, experiment, generate,
+                       latent_stats, photoset, ship_check, web)
 from swycc.cli.args import EXIT_BAD_INPUT, EXIT_DIVERGED
 
 # the verb groups, in --help order; each module's register(subparsers) adds its verbs
 VERB_GROUPS = (autoencoder, eval, experiment, photoset, dit, generate, distill, ship_check,
-               latent_stats, web)
+               latent_stats, codec, web)
 
 
 class UsageError(ValueError):
