@@ -160,7 +160,7 @@ def _generation(args: argparse.Namespace, spec, arms, budget) -> int:
                                        weights_dir=args.weights_dir,
                                        progress=not args.no_progress,
                                        metrics=parse_gen_metrics(args.metrics),
-                                       plot_x=spec.plot_x)
+                                       plot_x=spec.plot_x, eval_data=args.eval_data)
     print(markdown(report))
     print(f"wrote {args.out}/results-{args.name}.json, .md and .png")
     return 0

@@ -23,6 +23,20 @@ def autoencoder_curves(rows: list[dict]) -> list[CurveGroup]:
     return [("autoencoders", label, [(r["arm"], r["curve"], r["stopped_on"]) for r in rows])]
 
 
+def generation_curves(report: dict) -> list[CurveGroup]:
+    """The autoencoders' and the DiTs' curves of a generation experiment's report."""
+    from swycc.generation.evaluate import GEN_METRICS
+
+    rows = [r for r in report["results"] if r.get("dit_curve")]
+    if not rows:
+        return []
+    groups = autoencoder_curves([{"arm": r["arm"], **r["ae_curve"]} for r in rows])
+    dit = rows[0]["dit_curve"]["curve_metric"]
+    return groups + [("DiTs", GEN_METRICS[dit][0],
+                      [(r["arm"], r["dit_curve"]["curve"], r["dit_curve"]["stopped_on"])
+                       for r in rows])]
+
+
 def plot_curves(groups: list[CurveGroup], path: str | os.PathLike) -> None:
     import matplotlib
 
@@ -68,4 +82,5 @@ def append_curves(results_png: Path, groups: list[CurveGroup]) -> None:
     os.replace(tmp, results_png)
 
 
-__all__ = ["CurveGroup", "append_curves", "autoencoder_curves", "plot_curves"]
+__all__ = ["CurveGroup", "append_curves", "autoencoder_curves", "generation_curves",
+           "plot_curves"]
