@@ -298,7 +298,8 @@ def markdown(report: dict) -> str:
                   ""]
     head = ["arm", "method", "C", *(["AE steps"] if plateau else []), "DiT step",
             *[GEN_METRICS[m][0] for m in metrics]]
-    for title, sel in (("At each arm's last DiT step", final_rows(rows)),
+    ends = final_rows(rows)  # the DiT's stop reason marks its last row only
+    for title, sel in (("At each arm's last DiT step", ends),
                        ("Against DiT steps", sorted(rows, key=lambda r: (r["arm"],
                                                                           r["dit_step"])))):
         lines += [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -308,7 +309,7 @@ def markdown(report: dict) -> str:
                 cells += [stopped_cell({"steps": r["ae_steps"], "stopped_on":
                                         r["ae_stopped_on"]}, "steps"),
                           stopped_cell({"steps": r["dit_step"], "stopped_on":
-                                        r["dit_stopped_on"]}, "steps")]
+                                        r["dit_stopped_on"] if r in ends else None}, "steps")]
             else:
                 cells.append(str(r["dit_step"]))
             cells += [f"{r['metrics'][m]:.4g}" for m in metrics]
