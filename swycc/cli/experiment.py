@@ -33,6 +33,7 @@ def register(sub) -> None:
     p.add_argument("--weights-dir", help="Inception/CLIP/DINOv2 weights for rFID/IS/CMMD/FD")
     add_sweep_arguments(p)
     add_codec_arguments(p)
+    add_plateau_arguments(p)
     p.add_argument("--methods", nargs="+", help="the autoencoder kinds of k-sweep, dists and "
                    "the generation experiments (default swycc gan; dit-convergence: dgae swycc "
                    "gan)")
@@ -50,6 +51,46 @@ def register(sub) -> None:
     g.add_argument("--sample-steps", type=positive_int, default=25, help="DiT DDIM steps")
     g.add_argument("--dit-guidance", type=float, help="DiT guidance (default: the preset's)")
     p.set_defaults(func=cmd_experiment)
+
+
+def add_plateau_arguments(p: argparse.ArgumentParser) -> None:
+    from swycc.experiments.converge import PlateauSettings
+
+    d = PlateauSettings()
+    g = p.add_argument_group("convergence (--until-plateau: --steps and --dit-steps become "
+                             "upper bounds)")
+    g.add_argument("--until-plateau", action="store_true", help="train each arm until its "
+                   "held-out metric stops improving (or to the budget, which tables mark)")
+    g.add_argument("--plateau-every", type=positive_int, default=d.every,
+                   help="training steps between held-out evaluations")
+    g.add_argument("--plateau-window", type=positive_int, default=d.window,
+                   help="evaluations that must fail to beat the best before them")
+    g.add_argument("--plateau-tol", type=finite_float, default=d.tol, help="relative "
+                   "tolerance: a gain counts only above TOL x |best so far| (0.005 = 0.5%%)")
+    g.add_argument("--plateau-metric", default=d.metric, help="autoencoder arms: the metric "
+                   "(default psnr of the arm's decoder: SWYCC's samples at --decode-steps)")
+    g.add_argument("--plateau-images", type=positive_int, default=d.images,
+                   help="autoencoder arms: held-out images per evaluation")
+    g.add_argument("--dit-plateau-every", type=positive_int, help="generation experiments: "
+                   "DiT steps between scores (default --plateau-every; the DiT's curve is its "
+                   "first generation metric, scored on --gen-images)")
+
+
+def plateau_settings(args: argparse.Namespace):
+    """The --plateau-* options, checked, or None without --until-plateau."""
+    from swycc.experiments.converge import PlateauSettings
+    from swycc.metrics.evaluate import parse_metrics
+
+    if not args.until_plateau:
+        return None
+    if args.plateau_tol < 0:
+        raise ValueError(f"--plateau-tol must be >= 0 (a relative tolerance), got "
+                         f"{args.plateau_tol}")
+    metric = parse_metrics(args.plateau_metric)
+    if len(metric) != 1:
+        raise ValueError(f"--plateau-metric takes one metric, got {args.plateau_metric!r}")
+    return PlateauSettings(args.plateau_every, args.plateau_window, args.plateau_tol,
+                           metric[0], args.plateau_images, args.dit_plateau_every)
 
 
 def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
@@ -81,8 +122,15 @@ def _experiment(args: argparse.Namespace) -> int:
     if args.method:
         raise ValueError("an experiment sets each arm's method itself; drop --method")
     if args.name in decoding.SWEEPS:
+        if args.until_plateau:
+            raise ValueError(f"--until-plateau is for the experiments that train arms, not the "
+                             f"{args.name} sweep (train its model with one of them, or swycc "
+                             f"train, then give --checkpoint)")
         return _decode_sweep(args)
     if args.name in codec.SUMMARY:
+        if args.until_plateau:
+            raise ValueError("--until-plateau is for the experiments that train arms, not the "
+                             "codec experiment (it scores an exported model)")
         return _codec_experiment(args)
     if args.steps is None:
         raise ValueError(f"experiment {args.name} needs --steps (training steps per arm)")
@@ -91,7 +139,7 @@ def _experiment(args: argparse.Namespace) -> int:
     arms = spec.arms(base, ks=tuple(args.ks), latent_channels=args.latent_channels,
                      methods=tuple(args.methods) if args.methods else None)
     budget = Budget(steps=args.steps, eval_images=args.eval_images,
-                    decode_steps=args.decode_steps)
+                    decode_steps=args.decode_steps, plateau=plateau_settings(args))
     if spec.stage == "generation":
         return _generation(args, spec, arms, budget)
     run_experiment(args.name, arms, args.out, budget, args.data, args.eval_data,
@@ -119,7 +167,7 @@ def _generation(args: argparse.Namespace, spec, arms, budget) -> int:
                                        weights_dir=args.weights_dir,
                                        progress=not args.no_progress,
                                        metrics=parse_gen_metrics(args.metrics),
-                                       plot_x=spec.plot_x)
+                                       plot_x=spec.plot_x, eval_data=args.eval_data)
     print(markdown(report))
     print(f"wrote {args.out}/results-{args.name}.json, .md and .png")
     return 0

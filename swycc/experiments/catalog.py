@@ -106,7 +106,8 @@ def plot_results(report: dict, path: Path, x: str | None = None) -> None:
     for ax, m in zip(axes[0], metrics):
         metric_panel(ax, rows, m, x)
         ax.set_title(METRICS[m][0], fontsize=9)
-    fig.suptitle(f"{report['experiment']}: {report['steps_per_arm']} steps per arm, "
+    bound = "at most " if report.get("plateau") else ""
+    fig.suptitle(f"{report['experiment']}: {bound}{report['steps_per_arm']} steps per arm, "
                  f"{report['images']} held-back images", fontsize=9)
     save_figure(fig, path)
 

@@ -21,7 +21,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from swycc.experiments.runner import Arm, Budget, finished, with_budget, write_json
+from swycc.experiments.runner import (Arm, Budget, finished, plateau_lines, plateau_summary,
+                                      stopped_cell, with_budget, write_json)
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,9 @@ class _Scoring:
 def run_generation_experiment(name: str, arms: list[Arm], out, budget: Budget,
                               gen: GenerationBudget, data: str, device: str = "cpu",
                               weights_dir: str | None = None, progress: bool = True,
-                              metrics: list[str] | None = None, plot_x: str | None = None
-                              ) -> dict:
+                              metrics: list[str] | None = None, plot_x: str | None = None,
+                              eval_data: str | None = None) -> dict:
+    """``eval_data``: held-out images, needed by ``budget.plateau`` (the autoencoders' curves)."""
     from swycc.metrics.evaluate import ReferenceCache, data_identity, eval_dataset
     from swycc.generation.evaluate import load_gen_extractors, reference_features
     from swycc.generation.latents import scan_class_folder
@@ -92,6 +94,7 @@ def run_generation_experiment(name: str, arms: list[Arm], out, budget: Budget,
     if len(sizes) != 1:
         raise ValueError(f"the arms of an experiment share one image size, got {sorted(sizes)}")
     size = sizes.pop()
+    held = _held_out(budget, arms[0], eval_data, size, weights_dir, device)
     scoring = _Scoring(*load_gen_extractors(metrics, weights_dir, device))
     dataset = eval_dataset(data, size)
     scoring.n_ref = min(gen.reference_images or len(dataset), len(dataset))
@@ -102,53 +105,137 @@ def run_generation_experiment(name: str, arms: list[Arm], out, budget: Budget,
     rows = []
     for arm in arms:
         rows += _run_arm(arm, out / "arms" / arm.name, budget, gen, dit_cfg, data, scoring,
-                         device, progress)
+                         device, progress, held)
     report = {"experiment": name, "data": data, "image_size": size,
               "steps_per_arm": budget.steps, "dit": {"preset": gen.dit_preset,
                                                      "sets": list(gen.dit_sets),
                                                      "steps": gen.dit_steps},
               "generation": gen.score_key(), "reference_images": scoring.n_ref,
               "metrics": scoring.metrics, "left_out": scoring.left_out, "device": device,
-              "results": rows}
+              "plateau": plateau_summary(budget.plateau), "results": rows}
     write_json(out / f"results-{name}.json", report)
     (out / f"results-{name}.md").write_text(markdown(report))
     plot(report, out / f"results-{name}.png", plot_x)
+    if budget.plateau is not None:
+        from swycc.experiments.curves import append_curves, generation_curves
+
+        append_curves(out / f"results-{name}.png", generation_curves(report))
     return report
 
 
+def _held_out(budget: Budget, arm: Arm, eval_data: str | None, size: int,
+              weights_dir: str | None, device: str):
+    """(dataset, extractors, data id) of the held-out images the autoencoders' curves are
+    scored on, or None without --until-plateau."""
+    if budget.plateau is None:
+        return None
+    from dataclasses import replace
+
+    from swycc.data import build_dataset
+    from swycc.metrics.evaluate import data_identity, load_extractors
+
+    if eval_data is None or not Path(eval_data).is_dir():
+        raise ValueError("--until-plateau in a generation experiment needs --eval-data: a "
+                         "folder of held-out images for the autoencoders' learning curves")
+    dataset = build_dataset(replace(arm.config.data, path=eval_data), size, train=False)
+    n = min(budget.plateau.images, len(dataset))
+    return (dataset, load_extractors([budget.plateau.metric], weights_dir, device),
+            data_identity(eval_data, dataset, size, n))
+
+
 def _run_arm(arm: Arm, run: Path, budget: Budget, gen: GenerationBudget, dit_cfg, data: str,
-             scoring: _Scoring, device: str, progress: bool) -> list[dict]:
+             scoring: _Scoring, device: str, progress: bool, held=None) -> list[dict]:
     from swycc.autoencoders.base import Autoencoder
-    from swycc.generation.generator import Generator
     from swycc.generation.latents import autoencoder_identity, encode_dataset
     from swycc.train.autoencoder_task import train_autoencoder
-    from swycc.generation.task import train_dit
 
     cfg = with_budget(arm.config, budget, data)
-    ae_res = finished(train_autoencoder(cfg, run, device=device, progress=progress))
+    ae_steps, ae_curve = budget.steps, {}
+    if budget.plateau is not None:  # held: (dataset, extractors, data_id) of --eval-data
+        from swycc.experiments.converge import autoencoder_until_plateau
+
+        curve, ae_curve = autoencoder_until_plateau(
+            cfg, run, budget.plateau, budget.steps, *held[:2], data_id=held[2],
+            decode_steps=budget.decode_steps, guidance=budget.guidance, device=device,
+            progress=progress)
+        ae_steps = curve.last_step
+    ae_res = finished(train_autoencoder(cfg, run, device=device, max_steps=ae_steps,
+                                        progress=progress))
+    if ae_res.step != ae_steps:
+        raise ValueError(f"{run}: the run is at step {ae_res.step}, past the {ae_steps} steps "
+                         f"of this experiment; use a new --out directory")
     ae = Autoencoder.from_pretrained(ae_res.export).to(device)
     encode_dataset(lambda x: ae.encode(x.to(device)), autoencoder_identity(ae_res.export), data,
                    run / "latents", cfg.model.image_size, progress=progress)
-    rows, key = [], {**gen.score_key(), "metrics": scoring.metrics,
-                     "dit": dit_cfg.to_dict()}
-    for step in gen.eval_steps():
-        path = run / f"gen-{step}.json"
-        if path.exists():
-            rec = json.loads(path.read_text())
-            if rec.get("key") == json.loads(json.dumps(key)):
-                rows.append(rec)
-                continue
-        res = finished(train_dit(dit_cfg, run / "latents", run / "dit", device=device,
-                                 max_steps=step, progress=progress))
-        generator = Generator.load(res.export, ae_res.export, device)
-        values = _score(generator, gen, scoring, device)
-        rec = {"arm": arm.name, **arm.factors, "method": ae.kind,
-               "latent_channels": cfg.model.latent_channels, "dit_step": res.step,
-               "metrics": values, "key": key}
-        write_json(path, rec)
-        rows.append(rec)
-        if step == gen.eval_steps()[-1]:
-            _sample_grid(generator, gen, run / "samples.png")
+    key = {**gen.score_key(), "metrics": scoring.metrics, "dit": dit_cfg.to_dict()}
+
+    def point(step: int) -> dict:
+        return _dit_point(arm, run, step, key, ae, ae_res.export, gen, dit_cfg, scoring,
+                          device, progress)
+
+    marks = {"ae_steps": ae_res.step, "ae_stopped_on": ae_curve.get("stopped_on")}
+    if budget.plateau is None:
+        rows = [{**point(step), **marks} for step in gen.eval_steps()]
+    else:  # the curves ride on the arm's last row
+        rows = _dit_until_plateau(run, budget, gen, dit_cfg, scoring, device, progress, point)
+        rows = [{**r, **marks} for r in rows]
+        rows[-1]["ae_curve"] = ae_curve
+    grid, last = run / "samples.png", run / f"gen-{rows[-1]['dit_step']}.json"
+    if not grid.exists() or grid.stat().st_mtime_ns < last.stat().st_mtime_ns:
+        from swycc.generation.generator import Generator  # the DiT's export: its last step
+
+        _sample_grid(Generator.load(run / "dit" / "export", ae_res.export, device), gen, grid)
+    return rows
+
+
+def _dit_point(arm: Arm, run: Path, step: int, key: dict, ae, ae_export, gen: GenerationBudget,
+               dit_cfg, scoring: _Scoring, device: str, progress: bool) -> dict:
+    """The DiT's generation score at ``step``: read from ``gen-<step>.json``, or trained (to
+    ``step``) and scored."""
+    from swycc.generation.generator import Generator
+    from swycc.generation.task import train_dit
+
+    path = run / f"gen-{step}.json"
+    if path.exists():
+        rec = json.loads(path.read_text())
+        if rec.get("key") == json.loads(json.dumps(key)):
+            return rec
+    res = finished(train_dit(dit_cfg, run / "latents", run / "dit", device=device,
+                             max_steps=step, progress=progress))
+    if res.step != step:
+        raise ValueError(f"{run / 'dit'}: the DiT is at step {res.step}, past step {step}; use "
+                         f"a new --out directory")
+    generator = Generator.load(res.export, ae_export, device)
+    rec = {"arm": arm.name, **arm.factors, "method": ae.kind,
+           "latent_channels": ae.config.model.latent_channels, "dit_step": res.step,
+           "metrics": _score(generator, gen, scoring, device), "key": key}
+    write_json(path, rec)
+    return rec
+
+
+def _dit_until_plateau(run: Path, budget: Budget, gen: GenerationBudget, dit_cfg,
+                       scoring: _Scoring, device: str, progress: bool, point) -> list[dict]:
+    """The DiT trained until its first generation metric plateaus (scored every
+    ``dit_every`` DiT steps, at most ``--dit-steps``): the rows of its curve's points."""
+    from swycc.experiments.converge import curve_record, run_until_plateau
+    from swycc.generation.evaluate import GEN_METRICS
+    from swycc.generation.task import train_dit
+
+    metric = scoring.metrics[0]
+    rule = budget.plateau.rule(gen.dit_steps, GEN_METRICS[metric][0],
+                               every=budget.plateau.dit_every)
+
+    def train_to(step: int) -> int:
+        return finished(train_dit(dit_cfg, run / "latents", run / "dit", device=device,
+                                  max_steps=step, progress=progress)).step
+
+    key = {**gen.score_key(), "metric": metric, "dit": dit_cfg.to_dict()}
+    curve = run_until_plateau(run / "dit-plateau.json", rule, key, train_to,
+                              lambda step: point(step)["metrics"][metric])
+    rec = curve_record(curve, rule, metric)
+    rows = [point(p.step) for p in curve.points]
+    rows = [{**r, "dit_stopped_on": rec["stopped_on"]} for r in rows]
+    rows[-1]["dit_curve"] = rec
     return rows
 
 
@@ -201,18 +288,43 @@ def markdown(report: dict) -> str:
     if report["left_out"]:
         lines += [f"Not measured here (weights not present): {', '.join(report['left_out'])}.",
                   ""]
-    last = max(r["dit_step"] for r in rows)
-    head = ["arm", "method", "C", "DiT step", *[GEN_METRICS[m][0] for m in metrics]]
-    for title, sel in (("At the last DiT step", [r for r in rows if r["dit_step"] == last]),
+    plateau = report.get("plateau")
+    if plateau:
+        from swycc.metrics.evaluate import METRICS
+
+        lines += plateau_lines(plateau, report["steps_per_arm"], METRICS[plateau["metric"]][0])
+        lines += [f"The DiTs likewise on {GEN_METRICS[metrics[0]][0]}, scored every "
+                  f"{plateau['dit_every'] or plateau['every']} DiT steps, at most {d['steps']}.",
+                  ""]
+    head = ["arm", "method", "C", *(["AE steps"] if plateau else []), "DiT step",
+            *[GEN_METRICS[m][0] for m in metrics]]
+    ends = final_rows(rows)  # the DiT's stop reason marks its last row only
+    for title, sel in (("At each arm's last DiT step", ends),
                        ("Against DiT steps", sorted(rows, key=lambda r: (r["arm"],
                                                                           r["dit_step"])))):
         lines += [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in sel:
-            cells = [r["arm"], r["method"], str(r["latent_channels"]), str(r["dit_step"])]
+            cells = [r["arm"], r["method"], str(r["latent_channels"])]
+            if plateau:
+                cells += [stopped_cell({"steps": r["ae_steps"], "stopped_on":
+                                        r["ae_stopped_on"]}, "steps"),
+                          stopped_cell({"steps": r["dit_step"], "stopped_on":
+                                        r["dit_stopped_on"] if r in ends else None}, "steps")]
+            else:
+                cells.append(str(r["dit_step"]))
             cells += [f"{r['metrics'][m]:.4g}" for m in metrics]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def final_rows(rows: list[dict]) -> list[dict]:
+    """Each arm's row at its last DiT step, in the arms' order."""
+    last: dict[str, dict] = {}
+    for r in rows:
+        if r["arm"] not in last or r["dit_step"] > last[r["arm"]]["dit_step"]:
+            last[r["arm"]] = r
+    return list(last.values())
 
 
 def plot(report: dict, path: Path, x: str | None) -> None:
@@ -228,8 +340,8 @@ def plot(report: dict, path: Path, x: str | None) -> None:
     from swycc.io.visual import save_figure
 
     rows, metrics = report["results"], report["metrics"]
-    last = max(r["dit_step"] for r in rows)
-    final = [r for r in rows if r["dit_step"] == last]
+    final = final_rows(rows)
+    last = "/".join(sorted({str(r["dit_step"]) for r in final}))
     fig, axes = plt.subplots(2, len(metrics), figsize=(3.6 * len(metrics), 6.2), squeeze=False)
     for j, m in enumerate(metrics):
         ax = axes[0][j]

@@ -38,6 +38,9 @@ class Budget:
     eval_images: int = 64  # held-back images scored per arm
     decode_steps: int = 20  # DDIM steps when scoring sampling decoders
     guidance: float | None = None  # None: each arm's config
+    # --until-plateau (swycc.experiments.converge.PlateauSettings): ``steps`` is then an upper
+    # bound, and each arm stops where its held-out learning curve flattens
+    plateau: object | None = None
 
 
 class ExperimentStopped(Exception):
@@ -104,6 +107,7 @@ def run_experiment(name: str, arms: list[Arm], out: str | os.PathLike, budget: B
         raise ValueError(f"the arms of an experiment share one image size, got {sorted(sizes)}")
     size = sizes.pop()
     metrics, extractors = available_metrics(weights_dir, device, metrics)
+    plateau_extractors = plateau_metric_extractors(budget, extractors, weights_dir, device)
     from swycc.data import build_dataset
 
     eval_cfg = replace(arms[0].config.data, path=eval_data)  # e.g. its eval_grid
@@ -114,29 +118,44 @@ def run_experiment(name: str, arms: list[Arm], out: str | os.PathLike, budget: B
     for arm in arms:
         cfg = with_budget(arm.config, budget, data)
         run = out / "arms" / arm.name
+        curve = {}
+        if budget.plateau is not None:
+            from swycc.experiments.converge import autoencoder_until_plateau
+
+            curve_obj, curve = autoencoder_until_plateau(
+                cfg, run, budget.plateau, budget.steps, dataset, plateau_extractors,
+                data_id=data_id, decode_steps=budget.decode_steps, guidance=budget.guidance,
+                device=device, progress=progress)
+        target = curve_obj.last_step if curve else budget.steps
         done = run / "eval.json"
-        if done.exists():
-            rec = json.loads(done.read_text())
-            if rec.get("steps_trained") == budget.steps and rec.get("metrics_list") == metrics:
-                rows.append(rec)
-                continue
-        res = finished(train_autoencoder(cfg, run, device=device, progress=progress))
-        model = Autoencoder.from_pretrained(res.export).to(device)
-        ev = evaluate_model(model, dataset, metrics, extractors, num_images=n,
-                            steps=budget.decode_steps, guidance=budget.guidance, samples=1,
-                            seed=cfg.train.seed, device=device, data_id=data_id,
-                            progress=progress)
-        rec = {"arm": arm.name, **arm.factors, "method": model.kind,
-               "latent_channels": cfg.model.latent_channels, "steps_trained": res.step,
-               "metrics_list": metrics, "metrics": ev["metrics"],
-               "decode_steps": budget.decode_steps if model.samples else None}
-        if extras is not None:
-            rec["extras"] = extras(model, run, dataset, n, device)
-        write_json(done, rec)
-        rows.append(rec)
+        rec = json.loads(done.read_text()) if done.exists() else {}
+        if rec.get("steps_trained") != target or rec.get("metrics_list") != metrics:
+            res = finished(train_autoencoder(cfg, run, device=device, max_steps=target,
+                                             progress=progress))
+            if res.step != target:
+                raise ValueError(f"{run}: the run is at step {res.step}, past the {target} "
+                                 f"steps of this experiment; use a new --out directory")
+            model = Autoencoder.from_pretrained(res.export).to(device)
+            ev = evaluate_model(model, dataset, metrics, extractors, num_images=n,
+                                steps=budget.decode_steps, guidance=budget.guidance, samples=1,
+                                seed=cfg.train.seed, device=device, data_id=data_id,
+                                progress=progress)
+            rec = {"arm": arm.name, **arm.factors, "method": model.kind,
+                   "latent_channels": cfg.model.latent_channels, "steps_trained": res.step,
+                   "metrics_list": metrics, "metrics": ev["metrics"],
+                   "decode_steps": budget.decode_steps if model.samples else None}
+            if extras is not None:
+                rec["extras"] = extras(model, run, dataset, n, device)
+        fresh = {k: v for k, v in rec.items() if k not in ("stopped_on", "curve_metric",
+                                                           "curve")}
+        fresh.update(curve)  # this run's curve (none without --until-plateau)
+        if fresh != rec or not done.exists():
+            write_json(done, fresh)
+        rows.append(fresh)
     report = {"experiment": name, "data": data or "embedded photo set",
               "eval_data": eval_data or "embedded held-back crops", "images": n,
               "image_size": size, "steps_per_arm": budget.steps, "metrics": metrics,
+              "plateau": plateau_summary(budget.plateau),
               "left_out": [] if metrics_chosen else [m for m in WEIGHTED_METRICS
                                                      if m not in metrics],
               "device": device, "results": rows}
@@ -148,7 +167,48 @@ def run_experiment(name: str, arms: list[Arm], out: str | os.PathLike, budget: B
     write_text_atomic(out / "results.md", text)
     if plot is not None:
         plot(report, out / "results.png")
+        if budget.plateau is not None:
+            from swycc.experiments.curves import append_curves, autoencoder_curves
+
+            append_curves(out / "results.png", autoencoder_curves(rows))
     return report
+
+
+def plateau_metric_extractors(budget: Budget, loaded: dict, weights_dir: str | None,
+                               device: str) -> dict:
+    """The networks ``--plateau-metric`` needs (those already loaded are shared)."""
+    if budget.plateau is None:
+        return {}
+    from swycc.metrics.evaluate import METRICS, load_extractors
+
+    net = METRICS[budget.plateau.metric][2]
+    if net is None or net in loaded:
+        return loaded
+    return {**loaded, **load_extractors([budget.plateau.metric], weights_dir, device)}
+
+
+def plateau_summary(settings) -> dict | None:
+    from dataclasses import asdict
+
+    return None if settings is None else asdict(settings)
+
+
+def stopped_cell(row: dict, steps_key: str = "steps_trained") -> str:
+    """A table cell: the steps an arm trained, marked with why it stopped under --until-plateau
+    ("budget": it reached --steps before its curve flattened)."""
+    mark = row.get("stopped_on")
+    return f"{row[steps_key]}" + (f" ({mark})" if mark else "")
+
+
+def plateau_lines(settings: dict | None, budget_steps: int, metric_label: str) -> list[str]:
+    """The paragraph that says how --until-plateau stopped the arms (nothing without it)."""
+    if not settings:
+        return []
+    return [f"Each arm trained until its held-out {metric_label} stopped improving: scored "
+            f"every {settings['every']} steps, stopped when the last {settings['window']} "
+            f"scores did not beat the best before them by more than {settings['tol']:g} "
+            f"(relative), or at the budget of {budget_steps} steps. **(budget)** marks an arm "
+            f"that reached the budget first: not converged by this rule.", ""]
 
 
 def markdown(report: dict) -> str:
@@ -157,17 +217,22 @@ def markdown(report: dict) -> str:
     rows = report["results"]
     factors = [k for k in rows[0] if k not in ("arm", "metrics", "metrics_list", "method",
                                                  "latent_channels", "steps_trained",
-                                                 "decode_steps", "extras")]
-    cols = ["arm", "method", "C", *factors]
+                                                 "decode_steps", "extras", "stopped_on",
+                                                 "curve_metric", "curve")]
+    plateau = report.get("plateau")
+    cols = ["arm", "method", "C", *factors, *(["steps"] if plateau else [])]
     head = cols + [METRICS[m][0] for m in report["metrics"]]
     lines = [f"# {report['experiment']}", "",
-             f"Trained on {report['data']} for {report['steps_per_arm']} steps per arm; scored "
+             f"Trained on {report['data']} for {'at most ' if plateau else ''}"
+             f"{report['steps_per_arm']} steps per arm; scored "
              f"on {report['images']} images of {report['eval_data']} at "
              f"{report['image_size']} px; device {report['device']}.", ""]
+    if plateau:
+        lines += plateau_lines(plateau, report["steps_per_arm"], METRICS[plateau["metric"]][0])
     lines += table_head(head, report["left_out"])
     for r in rows:
         cells = [r["arm"], r["method"], str(r["latent_channels"]),
-                 *[str(r.get(f)) for f in factors]]
+                 *[str(r.get(f)) for f in factors], *([stopped_cell(r)] if plateau else [])]
         cells += [f"{r['metrics'][m]:.4g}" for m in report["metrics"]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
