@@ -62,3 +62,50 @@ def test_few_top_level_modules_and_small_files():
     long = [f"{p.relative_to(ROOT.parent)} ({n})" for p in ROOT.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > MAX_LINES]
     assert not long, long
+
+
+def _module_of(target: str) -> str | None:
+    """The swycc module file an import names: ``swycc.a.b`` (a module or a package's face)."""
+    parts = target.split(".")[1:]
+    for n in range(len(parts), 0, -1):
+        base = ROOT.joinpath(*parts[:n])
+        if base.with_suffix(".py").is_file():
+            return ".".join(["swycc", *parts[:n]])
+        if (base / "__init__.py").is_file():
+            return ".".join(["swycc", *parts[:n], "__init__"])
+    return None
+
+
+def test_no_import_circles_between_modules():
+    graph: dict[str, set[str]] = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT.parent).with_suffix("").parts)
+        edges = graph.setdefault(module, set())
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):  # function-local imports count too
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
+                    and node.module.startswith("swycc"):
+                # ``from a.b import c``: the module a.b.c where c is one, else a.b
+                names = [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names if a.name.startswith("swycc")]
+            for name in names:
+                target = _module_of(name)
+                if target is not None and target != module:
+                    edges.add(target)
+    circles, state = [], {}
+
+    def visit(m: str, stack: list[str]) -> None:
+        state[m] = "open"
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == "open":
+                circles.append(" -> ".join(stack[stack.index(n):] + [n]))
+            elif n not in state:
+                visit(n, stack + [n])
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert not circles, "\n".join(circles)

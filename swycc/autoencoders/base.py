@@ -62,6 +62,7 @@ class Autoencoder(nn.Module):
     """Encoder E plus a kind's decoder. Subclasses set ``kind`` and implement ``_decode``."""
 
     kind: str = ""
+    summary: str = ""  # one line for --help, `swycc info` and model cards
     samples: bool = False  # the decoder samples: steps, guidance, samples and seeds apply
     initial_label: str | None = None  # label of decode_initial() in grids and tables; None: none
 

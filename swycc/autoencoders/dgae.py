@@ -35,6 +35,7 @@ def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 class DGAE(Autoencoder):
     kind = "dgae"
+    summary = "KL-regularised latent, diffusion decoder guided by the latent's features (DGAE)"
     samples = True
 
     def __init__(self, config: Config):

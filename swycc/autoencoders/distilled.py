@@ -20,6 +20,7 @@ class GuidanceFoldedError(ValueError):
 
 class DistilledSWYCC(SWYCC):
     kind = "swycc-distilled"
+    summary = "SWYCC with D_Refine distilled to few steps, guidance folded in (`swycc distill`)"
 
     @property
     def folded_guidance(self) -> float:

@@ -13,6 +13,8 @@ from swycc.nn.autoencoder_nets import Decoder
 
 class GANAutoencoder(Autoencoder):
     kind = "gan"
+    summary = ("deterministic decoder trained with adversarial + perceptual "
+               "+ MSE losses (the paper's baseline)")
     samples = False
     initial_label = "GAN decoder"
 

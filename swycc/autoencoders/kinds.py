@@ -1,8 +1,8 @@
 """The registry of autoencoder kinds: the one place a new kind's recipe and defaults are added.
 
-A kind's model class (networks, encode/decode, whether it samples, the label of its deterministic
-reconstruction) registers itself by subclassing ``Autoencoder``. Here a kind adds the one-line
-summary, its training objective (a ``module:Class`` path under ``swycc.train``, imported when a
+A kind's model class (networks, encode/decode, a one-line summary, whether it samples, the label of
+its deterministic reconstruction) registers itself by subclassing ``Autoencoder``. Here a kind
+adds its training objective (a ``module:Class`` path under ``swycc.train``, imported when a
 run starts, so this module never imports the training package) and its config defaults. The
 CLI's choices, ``info``, ``eval``, the demo, the training loop's reports and the places where a
 config enters (``check_method``) ask this registry.
@@ -29,13 +29,16 @@ from swycc.config_types import ConfigError
 @dataclass(frozen=True)
 class AutoencoderKind:
     name: str
-    summary: str  # one line for --help and `swycc info`
     model_class: type[Autoencoder]
     # "module:Class" of the objective for swycc.train.loop, built as Class(config, model, device);
     # None: the kind is not trained from scratch (``not_trainable`` says how it is made)
     objective: str | None
     configure: Callable[[Config], Config]  # this kind's defaults, applied by --method
     not_trainable: str = ""
+
+    @property
+    def summary(self) -> str:  # one line for --help, `swycc info` and model cards
+        return self.model_class.summary
 
     @property
     def samples(self) -> bool:
@@ -104,19 +107,15 @@ def _dgae_defaults(cfg: Config) -> Config:
 
 
 register_kind(AutoencoderKind(
-    "swycc", "diffusion decoder D_Refine conditioned on D_Initial(z) (the paper)", SWYCC,
-    "swycc.train.objectives:SWYCCObjective",
+    "swycc", SWYCC, "swycc.train.objectives:SWYCCObjective",
     configure=lambda c: _decoder(c, adaptive_norm=False, out_channels=3)))
 register_kind(AutoencoderKind(
-    "gan", "deterministic decoder trained with adversarial + perceptual + MSE losses "
-    "(the paper's baseline)", GANAutoencoder, "swycc.train.gan_objective:GANObjective",
+    "gan", GANAutoencoder, "swycc.train.gan_objective:GANObjective",
     configure=lambda c: _decoder(c, adaptive_norm=True, out_channels=3)))
 register_kind(AutoencoderKind(
-    "dgae", "KL-regularised latent, diffusion decoder guided by the latent's features (DGAE)",
-    DGAE, "swycc.train.dgae_objective:DGAEObjective", configure=_dgae_defaults))
+    "dgae", DGAE, "swycc.train.dgae_objective:DGAEObjective", configure=_dgae_defaults))
 register_kind(AutoencoderKind(
-    "swycc-distilled", "SWYCC with D_Refine distilled to few steps, guidance folded in "
-    "(`swycc distill`)", DistilledSWYCC, None,
+    "swycc-distilled", DistilledSWYCC, None,
     configure=lambda c: _decoder(c, adaptive_norm=False, out_channels=3),
     not_trainable="a swycc-distilled decoder is trained from a SWYCC teacher, not from "
                   "scratch: train a distilled decoder with `swycc distill --teacher EXPORT "

@@ -181,21 +181,3 @@ def write_stats(file: str | os.PathLike, stats: LatentStats) -> None:
         os.replace(tmp, file)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def store_latent_stats(export: str | os.PathLike, max_images: int = DEFAULT_IMAGES,
-                       data_dir: str | None = None, device: str = "cpu",
-                       progress: bool = False) -> LatentStats:
-    """Measure an export's statistics (``training_data_stats``) and store them in it; its
-    model card (README.md beside a ``model.safetensors``) is rewritten to show them."""
-    from swycc.autoencoders.base import Autoencoder, weights_file
-    from swycc.autoencoders.model_card import card_text, write_model_card
-
-    file = weights_file(export)
-    model = Autoencoder.from_pretrained(file).to(device)
-    model.latent_stats = training_data_stats(model, max_images, data_dir, progress)
-    card = card_text(model) if file.name == "model.safetensors" else None
-    write_stats(file, model.latent_stats)
-    if card is not None:
-        write_model_card(file.parent, card)
-    return model.latent_stats

@@ -45,9 +45,7 @@ def _ship_check_lines(report: dict) -> list[str]:
 
 def model_card(model, ship_check: dict | None = None) -> str:
     """The card's text for ``model`` (an ``Autoencoder``)."""
-    from swycc.autoencoders.kinds import get_kind
-
-    cfg, kind = model.config, get_kind(model.kind)
+    cfg, kind = model.config, type(model)
     m = cfg.model
     ds = m.encoder.downsample
     params = sum(p.numel() for p in model.parameters())

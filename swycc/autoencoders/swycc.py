@@ -17,6 +17,7 @@ from swycc.nn.unet import UNet
 
 class SWYCC(Autoencoder):
     kind = "swycc"
+    summary = "diffusion decoder D_Refine conditioned on D_Initial(z) (the paper)"
     samples = True
     initial_label = "D_Initial"
 

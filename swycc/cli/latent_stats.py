@@ -32,7 +32,7 @@ def register(sub) -> None:
 
 def cmd_latent_stats(args: argparse.Namespace) -> int:
     from swycc.autoencoders.base import weights_file
-    from swycc.autoencoders.latent_stats import store_latent_stats
+    from swycc.autoencoders.stats_export import store_latent_stats
 
     file = weights_file(args.export)  # a local export: the file is rewritten
     if args.data is not None and not Path(args.data).is_dir():

@@ -19,12 +19,24 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from swycc.experiments.plateau import LearningCurve, PlateauRule
 
 CURVE_FILE = "plateau.json"
+
+
+class ExperimentStopped(Exception):
+    """SIGTERM stopped an arm's training (its checkpoint is written): the experiment stops
+    there too, instead of scoring a half-trained arm and starting the next one."""
+
+
+def finished(res):
+    """``res`` (a TrainResult), unless a signal stopped that run: then ExperimentStopped."""
+    if res.stopped_by == "signal":
+        raise ExperimentStopped(str(res.out_dir))
+    return res
 
 
 @dataclass(frozen=True)
@@ -99,7 +111,6 @@ def autoencoder_until_plateau(cfg, run: Path, settings: PlateauSettings, budget:
     """Train the autoencoder ``cfg`` in ``run`` until its held-out metric plateaus; (the curve,
     its row record)."""
     from swycc.autoencoders.base import Autoencoder
-    from swycc.experiments.runner import finished
     from swycc.metrics.evaluate import METRICS, evaluate_model
     from swycc.train.autoencoder_task import train_autoencoder
 

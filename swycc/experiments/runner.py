@@ -16,6 +16,7 @@ from pathlib import Path
 
 
 from swycc.config import Config
+from swycc.experiments.converge import ExperimentStopped, finished
 from swycc.io.outputs import write_text_atomic
 
 OFFLINE_METRICS = ("psnr", "ssim", "fd_effnetlite0", "mmd_effnetlite0")
@@ -41,18 +42,6 @@ class Budget:
     # --until-plateau (swycc.experiments.converge.PlateauSettings): ``steps`` is then an upper
     # bound, and each arm stops where its held-out learning curve flattens
     plateau: object | None = None
-
-
-class ExperimentStopped(Exception):
-    """SIGTERM stopped an arm's training (its checkpoint is written): the experiment stops
-    there too, instead of scoring a half-trained arm and starting the next one."""
-
-
-def finished(res):
-    """``res`` (a TrainResult), unless a signal stopped that run: then ExperimentStopped."""
-    if res.stopped_by == "signal":
-        raise ExperimentStopped(str(res.out_dir))
-    return res
 
 
 def with_budget(cfg: Config, budget: Budget, data: str | None) -> Config:

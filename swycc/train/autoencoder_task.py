@@ -108,7 +108,8 @@ def train_autoencoder(cfg: Config, out_dir: str | Path, device: str | None = Non
     """Train (or resume) ``cfg`` in ``out_dir``; at the end, the export gets the per-channel
     statistics of its latents over the training data (``swycc.autoencoders.latent_stats``).
     ``tensorboard``: also log to ``out_dir/tb``."""
-    from swycc.autoencoders.latent_stats import TRAINING_IMAGES, store_latent_stats
+    from swycc.autoencoders.latent_stats import TRAINING_IMAGES
+    from swycc.autoencoders.stats_export import store_latent_stats
 
     res = train(AutoencoderTask(cfg), out_dir, device=device, max_steps=max_steps,
                 progress=progress, tensorboard=tensorboard)
