@@ -42,3 +42,23 @@ def random_tiny_model():
         return model.eval()
 
     return make
+
+
+def random_images_and_tiny_export(root, sizes=((24, 36), (33, 20))):
+    """Random 8-bit PNGs of ``sizes`` (H, W) in ``root`` and a tiny random-weight export at
+    ``root/model``: the paths of the images."""
+    import numpy as np
+    from PIL import Image
+
+    from swycc.autoencoders.base import Autoencoder
+    from swycc.config import get_preset, shrink
+
+    rng = np.random.default_rng(0)
+    imgs = []
+    for i, (h, w) in enumerate(sizes):
+        p = root / f"img{i}.png"
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(p)
+        imgs.append(p)
+    torch.manual_seed(0)
+    Autoencoder.from_config(shrink(get_preset("tiny"))).save_pretrained(root / "model")
+    return imgs

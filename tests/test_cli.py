@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from swycc.autoencoders.base import Autoencoder
@@ -18,16 +17,10 @@ TINY = ["--preset", "tiny", "--set", "model.encoder.base_channels=8",
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
+    from conftest import random_images_and_tiny_export
+
     root = tmp_path_factory.mktemp("cli")
-    rng = np.random.default_rng(0)
-    imgs = []
-    for i, (h, w) in enumerate([(24, 36), (33, 20)]):
-        p = root / f"img{i}.png"
-        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(p)
-        imgs.append(p)
-    torch.manual_seed(0)
-    model = Autoencoder.from_config(shrink(get_preset("tiny")))
-    model.save_pretrained(root / "model")
+    imgs = random_images_and_tiny_export(root)
     other = Autoencoder.from_config(override(shrink(get_preset("tiny")), "model.encoder.latent_channels", 4))
     other.save_pretrained(root / "other")
     return root, imgs

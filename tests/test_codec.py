@@ -124,18 +124,13 @@ def test_another_model_is_refused():
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
+    from conftest import random_images_and_tiny_export
+
     from swycc.autoencoders.base import Autoencoder
     from swycc.config import get_preset, shrink
 
     root = tmp_path_factory.mktemp("codec")
-    rng = np.random.default_rng(0)
-    imgs = []
-    for i, (h, w) in enumerate([(24, 36), (33, 20)]):
-        p = root / f"img{i}.png"
-        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(p)
-        imgs.append(p)
-    torch.manual_seed(0)
-    Autoencoder.from_config(shrink(get_preset("tiny"))).save_pretrained(root / "model")
+    imgs = random_images_and_tiny_export(root)
     torch.manual_seed(1)
     Autoencoder.from_config(shrink(get_preset("tiny"))).save_pretrained(root / "other")
     return root, imgs

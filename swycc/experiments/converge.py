@@ -39,6 +39,19 @@ def finished(res):
     return res
 
 
+def train_to(cfg, run: Path, steps: int, device: str | None, progress: bool):
+    """Train (or resume) the arm ``cfg`` in ``run`` to exactly ``steps``: its TrainResult;
+    ExperimentStopped on SIGTERM, ValueError where the run is already past ``steps``."""
+    from swycc.train.autoencoder_task import train_autoencoder
+
+    res = finished(train_autoencoder(cfg, run, device=device, max_steps=steps,
+                                     progress=progress))
+    if res.step != steps:
+        raise ValueError(f"{run}: the run is at step {res.step}, past the {steps} steps of this "
+                         f"experiment; use a new --out directory")
+    return res
+
+
 @dataclass(frozen=True)
 class PlateauSettings:
     """The command line's ``--plateau-*`` options."""

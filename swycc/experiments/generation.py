@@ -21,6 +21,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from swycc.experiments.converge import train_to
 from swycc.experiments.runner import (Arm, Budget, finished, plateau_lines, plateau_summary,
                                       stopped_cell, with_budget, write_json)
 
@@ -147,7 +148,6 @@ def _run_arm(arm: Arm, run: Path, budget: Budget, gen: GenerationBudget, dit_cfg
              scoring: _Scoring, device: str, progress: bool, held=None) -> list[dict]:
     from swycc.autoencoders.base import Autoencoder
     from swycc.generation.latents import autoencoder_identity, encode_dataset
-    from swycc.train.autoencoder_task import train_autoencoder
 
     cfg = with_budget(arm.config, budget, data)
     ae_steps, ae_curve = budget.steps, {}
@@ -159,11 +159,7 @@ def _run_arm(arm: Arm, run: Path, budget: Budget, gen: GenerationBudget, dit_cfg
             decode_steps=budget.decode_steps, guidance=budget.guidance, device=device,
             progress=progress)
         ae_steps = curve.last_step
-    ae_res = finished(train_autoencoder(cfg, run, device=device, max_steps=ae_steps,
-                                        progress=progress))
-    if ae_res.step != ae_steps:
-        raise ValueError(f"{run}: the run is at step {ae_res.step}, past the {ae_steps} steps "
-                         f"of this experiment; use a new --out directory")
+    ae_res = train_to(cfg, run, ae_steps, device, progress)
     ae = Autoencoder.from_pretrained(ae_res.export).to(device)
     encode_dataset(lambda x: ae.encode(x.to(device)), autoencoder_identity(ae_res.export), data,
                    run / "latents", cfg.model.image_size, progress=progress)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 from swycc.config import Config
-from swycc.experiments.converge import ExperimentStopped, finished
+from swycc.experiments.converge import ExperimentStopped, finished, train_to
 from swycc.io.outputs import write_text_atomic
 
 OFFLINE_METRICS = ("psnr", "ssim", "fd_effnetlite0", "mmd_effnetlite0")
@@ -78,7 +78,6 @@ def run_experiment(name: str, arms: list[Arm], out: str | os.PathLike, budget: B
     (summary dict, markdown text) pair kept as ``conclusion`` and appended to results.md."""
     from swycc.autoencoders.base import Autoencoder
     from swycc.metrics.evaluate import data_identity, evaluate_model
-    from swycc.train.autoencoder_task import train_autoencoder
 
     out = Path(out)
     metrics_chosen = bool(metrics)
@@ -119,11 +118,7 @@ def run_experiment(name: str, arms: list[Arm], out: str | os.PathLike, budget: B
         done = run / "eval.json"
         rec = json.loads(done.read_text()) if done.exists() else {}
         if rec.get("steps_trained") != target or rec.get("metrics_list") != metrics:
-            res = finished(train_autoencoder(cfg, run, device=device, max_steps=target,
-                                             progress=progress))
-            if res.step != target:
-                raise ValueError(f"{run}: the run is at step {res.step}, past the {target} "
-                                 f"steps of this experiment; use a new --out directory")
+            res = train_to(cfg, run, target, device, progress)
             model = Autoencoder.from_pretrained(res.export).to(device)
             ev = evaluate_model(model, dataset, metrics, extractors, num_images=n,
                                 steps=budget.decode_steps, guidance=budget.guidance, samples=1,
