@@ -35,6 +35,20 @@ MAX_PIXELS_DECODE = 768 * 768
 MAX_PIXELS_TILED = 4096 * 4096
 
 
+# the folders verbs read (argparse dest -> option); no verb's --out may lie inside one of them
+INPUT_FOLDERS = {"data": "--data", "eval_data": "--eval-data", "reference": "--reference",
+                 "latents": "--latents"}
+
+
+def check_out_outside_inputs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, an --out inside a folder the verb reads (OutputError)."""
+    from swycc.io.outputs import check_out_outside
+
+    if getattr(args, "out", None) is not None:
+        check_out_outside(args.out, {opt: getattr(args, dest, None)
+                                     for dest, opt in INPUT_FOLDERS.items()})
+
+
 def kind_names() -> list[str]:
     from swycc.autoencoders.kinds import KINDS
 

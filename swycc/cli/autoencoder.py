@@ -11,6 +11,7 @@ from swycc.cli.args import (MAX_PIXELS_ENCODE, add_sampling_options, add_train_o
                             build_config, decode_progress, finite_float, kind_names, load_model,
                             positive_int, report_training, resolve_max_pixels, tiling)
 from swycc.autoencoders.kinds import with_method
+from swycc.io.outputs import check_out_outside
 from swycc.config import PRESETS, get_preset
 
 
@@ -34,6 +35,9 @@ def register(sub) -> None:
     p.add_argument("--log", choices=["jsonl", "tensorboard"], default="jsonl",
                    help="tensorboard: also write scalars and sample grids to OUT/tb "
                         "(metrics.jsonl is always written)")
+    p.add_argument("--allow-data-change", action="store_true",
+                   help="resume although the --data folder's files changed since the run "
+                        "started (default: refuse)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("reconstruct", help="image files in, reconstructions out")
@@ -67,8 +71,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from swycc.train.autoencoder_task import train_autoencoder
 
     cfg = build_config(args)
+    check_out_outside(args.out, {"--data": cfg.data.path})
     res = train_autoencoder(cfg, args.out, device=args.device, max_steps=args.max_steps,
-                            progress=not args.no_progress, tensorboard=args.log == "tensorboard")
+                            progress=not args.no_progress, tensorboard=args.log == "tensorboard",
+                            allow_data_change=args.allow_data_change)
     return report_training(res)
 
 

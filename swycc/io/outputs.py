@@ -78,6 +78,20 @@ def check_dir_usable(directory: str | os.PathLike) -> None:
         raise OutputError(f"{directory}: {base} is not writable")
 
 
+def check_out_outside(out: str | os.PathLike, inputs: dict[str, str | os.PathLike | None]) -> None:
+    """``out`` is neither one of the folders a command reads nor inside one ({option: folder};
+    None: not given): a run would read its own outputs back (sample grids as training data,
+    latents as a class folder) on a re-run. Links are resolved."""
+    where = Path(out).resolve()
+    for option, folder in inputs.items():
+        if folder is None:
+            continue
+        base = Path(folder).resolve()
+        if where == base or base in where.parents:
+            raise OutputError(f"--out {out} is inside {option} {folder}: the command would "
+                              f"read its own outputs back; put --out outside the input")
+
+
 class OutputPlan:
     """Every file a command will write, decided up front; ``commit()`` writes them.
 
@@ -197,4 +211,4 @@ class OutputPlan:
                 for a, b in self.renamed]
 
 
-__all__ = ["OutputError", "OutputPlan", "check_dir_usable", "safe_stem"]
+__all__ = ["OutputError", "OutputPlan", "check_dir_usable", "check_out_outside", "safe_stem"]
