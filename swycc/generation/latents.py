@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import safe_open, save_file
+from safetensors.torch import safe_open
 from tqdm import tqdm
 
 from swycc.data.images import IMAGE_EXTS, ImageError, center_crop_square, load_image
@@ -232,7 +232,9 @@ def _write_shard(path: Path, parts: list[dict], chunk: list[int], skipped: list[
                    "flipped": torch.zeros(0, dtype=torch.uint8)}
     meta = {"format": FORMAT + "-shard", "files": json.dumps(chunk), "skipped": json.dumps(skipped)}
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata=meta)
+    from swycc.io.files import save_safetensors
+
+    save_safetensors(tensors, tmp, metadata=meta)
     os.replace(tmp, path)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
 
 from swycc.config_types import ConfigError
 from swycc.generation.config import DiTRunConfig
@@ -125,8 +125,10 @@ def save_dit(model: DiT, cfg: DiTRunConfig, latents: dict, path: str | os.PathLi
     file = out / DIT_WEIGHTS
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tmp = file.with_name(f".{file.name}.tmp")
-    save_file(state, str(tmp), metadata={"format": DIT_FORMAT, "config": cfg.to_json(),
-                                         "latents": json.dumps(latents, sort_keys=True)})
+    from swycc.io.files import save_safetensors
+
+    save_safetensors(state, tmp, metadata={"format": DIT_FORMAT, "config": cfg.to_json(),
+                                           "latents": json.dumps(latents, sort_keys=True)})
     os.replace(tmp, file)
     return file
 
