@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 
 from swycc.cli.args import (MAX_PIXELS_ENCODE, add_sampling_options, add_train_options,
-                            build_config, decode_progress, finite_float, kind_names, load_model,
-                            positive_int, report_training, resolve_max_pixels, tiling)
+                            build_config, decode_progress, guidance_float, kind_names,
+                            load_model, report_training, samples_int, sampling_steps_int, resolve_max_pixels, tiling)
 from swycc.autoencoders.kinds import with_method
 from swycc.io.outputs import check_out_outside
 from swycc.config import PRESETS, get_preset
@@ -22,9 +22,9 @@ def register(sub) -> None:
     p.add_argument("--train", action="store_true",
                    help="train a fresh model for --time-budget seconds first (default 480)")
     p.add_argument("--checkpoint", help="model to show (default: the shipped pretrained one)")
-    p.add_argument("--steps", type=positive_int, default=20)
-    p.add_argument("--guidance", type=finite_float, default=0.5)
-    p.add_argument("--samples", type=positive_int, default=4)
+    p.add_argument("--steps", type=sampling_steps_int, default=20)
+    p.add_argument("--guidance", type=guidance_float, default=0.5)
+    p.add_argument("--samples", type=samples_int, default=4)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("train", help="train an autoencoder (re-run the same command to resume)")

@@ -13,7 +13,8 @@ import torch
 
 
 def register(sub) -> None:
-    from swycc.cli.args import device_arg, positive_int
+    from swycc.cli.args import (batch_int, count_int, device_arg, image_size_int,
+                                train_steps_int)
     from swycc.generation.config import DIT_PRESETS
 
     p = sub.add_parser("encode-dataset", help="encode a class-labelled image folder into latents "
@@ -22,10 +23,10 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, help="image folder, one sub-folder per class")
     p.add_argument("--out", required=True, help="latent dataset directory")
     p.add_argument("--flip", action="store_true", help="add each image's mirror image")
-    p.add_argument("--image-size", type=positive_int,
+    p.add_argument("--image-size", type=image_size_int,
                    help="centre square resized to this (default: the autoencoder's image size)")
-    p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--shard-size", type=positive_int, default=4096, help="latents per shard")
+    p.add_argument("--batch-size", type=batch_int, default=64)
+    p.add_argument("--shard-size", type=count_int, default=4096, help="latents per shard")
     p.add_argument("--device", type=device_arg)
     p.add_argument("--stats", choices=["data", "export"], default="data",
                    help="normalise the latents (and so the DiT) with their measured per-channel "
@@ -41,7 +42,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="run directory (re-run to resume)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any option, e.g. --set dit.depth=12 --set train.lr=2e-4")
-    p.add_argument("--max-steps", type=positive_int,
+    p.add_argument("--max-steps", type=train_steps_int,
                    help="stop after this step (schedule unchanged)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the network")
     p.add_argument("--compile", action="store_true", help="torch.compile the DiT (GPU)")
