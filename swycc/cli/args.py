@@ -43,13 +43,19 @@ INPUT_FOLDERS = {"data": "--data", "eval_data": "--eval-data", "reference": "--r
                  "latents": "--latents"}
 
 
+FILE_OUT_VERBS = {"encode"}  # verbs whose --out is a file; every other --out is a directory
+
+
 def check_out_outside_inputs(args: argparse.Namespace) -> None:
-    """Refuse, before any work, an --out inside a folder the verb reads (OutputError)."""
-    from swycc.io.outputs import check_out_outside
+    """Refuse, before any work, an --out inside a folder the verb reads, and a directory --out
+    that is a file or cannot be made (OutputError)."""
+    from swycc.io.outputs import check_dir_usable, check_out_outside
 
     if getattr(args, "out", None) is not None:
         check_out_outside(args.out, {opt: getattr(args, dest, None)
                                      for dest, opt in INPUT_FOLDERS.items()})
+        if getattr(args, "verb", None) not in FILE_OUT_VERBS:
+            check_dir_usable(args.out)
 
 
 def kind_names() -> list[str]:

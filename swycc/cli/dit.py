@@ -8,6 +8,8 @@ and its scores: swycc.cli.generate).
 from __future__ import annotations
 
 import argparse
+import shutil
+from pathlib import Path
 
 import torch
 
@@ -56,11 +58,13 @@ def register(sub) -> None:
 
 def cmd_encode_dataset(args: argparse.Namespace) -> int:
     from swycc.autoencoders.base import Autoencoder
+    from swycc.cli.args import exit_status
     from swycc.generation.latents import autoencoder_identity, encode_dataset, finalize
     from swycc.io.outputs import check_dir_usable
     from swycc.train.distributed import barrier, init_distributed, shutdown
 
     check_dir_usable(args.out)
+    made_out = not Path(args.out).exists()
     identity = autoencoder_identity(args.checkpoint)
     info = init_distributed(args.device)
     model = Autoencoder.from_pretrained(args.checkpoint).to(info.device)
@@ -77,17 +81,19 @@ def cmd_encode_dataset(args: argparse.Namespace) -> int:
         return model.encode(x.to(info.device))
 
     try:
-        summary = encode_dataset(encode_fn, identity, args.data, args.out, size, flip=args.flip,
+        summary = _encode_or_clean(made_out, args.out, encode_dataset,encode_fn, identity, args.data, args.out, size, flip=args.flip,
                                  shard_size=args.shard_size, batch_size=args.batch_size,
                                  rank=info.rank, world_size=info.world_size,
                                  progress=not args.no_progress, export_stats=export_stats)
         index = summary.index
-        if info.world_size > 1:  # every rank's shards are written; rank 0 adds index.json
+        if info.world_size > 1 and not summary.stopped:  # every rank's shards are written; rank 0 adds index.json
             barrier(info)
             index = (finalize(args.out, progress=not args.no_progress,
                               export_stats=export_stats) if info.is_main else None)
     finally:
         shutdown(info)
+    if summary.stopped:
+        return exit_status("signal")
     if index is not None:
         shape = "x".join(map(str, index["latent_shape"]))
         print(f"wrote {index['num_latents']} latents of shape {shape} "
@@ -97,6 +103,19 @@ def cmd_encode_dataset(args: argparse.Namespace) -> int:
         print(f"per-channel latent statistics ({index['stats_source']}, used to normalise): "
               f"mean {_fmt(index['mean'])}, std {_fmt(index['std'])}")
     return 0
+
+
+def _encode_or_clean(made_out: bool, out: str, encode, *args, **kwargs):
+    """``encode(*args, **kwargs)``; when every image was unreadable, the --out folder this run
+    made (its manifest, empty shards) is removed: nothing is left behind."""
+    from swycc.generation.latents import NoReadableImageError
+
+    try:
+        return encode(*args, **kwargs)
+    except NoReadableImageError:
+        if made_out:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def _fmt(values: list[float]) -> str:

@@ -42,8 +42,9 @@ class ImageTooLargeError(ImageError):
 
 
 # Reasons a file of an image folder is left out of training (``ImageFolderDataset.skip_counts``).
-SKIP_REASONS = ("unreadable", "too_large", "unsupported_extension", "symlink_loop")
+SKIP_REASONS = ("unreadable", "too_large", "unsupported_extension", "symlink_loop", "too_small")
 _REASON_TEXT = {"unreadable": "unreadable", "too_large": "too large",
+                "too_small": "too small or too thin",
                 "unsupported_extension": "with an unsupported extension",
                 "symlink_loop": "symlink loop(s) or folder(s) reached twice"}
 
@@ -80,6 +81,19 @@ def to_rgb_array(img: Image.Image) -> np.ndarray:
 def array_to_tensor(a: np.ndarray) -> torch.Tensor:
     """uint8 (H, W, 3) -> float (3, H, W) in [-1, 1]."""
     return torch.from_numpy(np.array(a, dtype=np.uint8)).permute(2, 0, 1).float() / 127.5 - 1.0
+
+
+# Pictures a dataset can crop: the shorter side at least MIN_SIDE pixels and the longer at most
+# MAX_ASPECT times it (a 1 x 5000 strip has no centre square to speak of, and resizing its
+# shorter side to 256 would make it 256 x 1.28 million pixels).
+MIN_SIDE = 8
+MAX_ASPECT = 16
+
+
+def too_thin(height: int, width: int) -> bool:
+    """A picture no dataset crops (see MIN_SIDE, MAX_ASPECT)."""
+    short, long = min(height, width), max(height, width)
+    return short < MIN_SIDE or long > MAX_ASPECT * short
 
 
 def pixel_limit(max_pixels: int | None = None) -> tuple[int | None, str]:
