@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         from swycc.io.files import disk_full_error, is_disk_full
 
         if isinstance(e, OSError) and is_disk_full(e):  # one message, whichever writer it was
-            e = disk_full_error(e.filename or "")
+            e = disk_full_error(e.filename)
         print(f"swycc: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

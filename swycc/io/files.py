@@ -64,10 +64,11 @@ def is_disk_full(exc: BaseException) -> bool:
     return "StorageFull" in text or "code: 28" in text or "No space left" in text
 
 
-def disk_full_error(path: str | os.PathLike) -> OSError:
-    return OSError(errno.ENOSPC, "no space left on device; nothing was half-written: free "
-                   "space and re-run the same command (a training run resumes from its last "
-                   "checkpoint)", str(path))
+def disk_full_error(path: str | os.PathLike | None) -> OSError:
+    """The one message for a full disk, naming ``path`` when known."""
+    text = ("No space left on device; nothing was half-written: free space and re-run the same "
+            "command (a training run resumes from its last checkpoint)")
+    return OSError(errno.ENOSPC, text, str(path)) if path else OSError(errno.ENOSPC, text)
 
 
 def save_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike,
