@@ -139,8 +139,12 @@ def load_dit(path: str | os.PathLike, map_location: str = "cpu") -> tuple[DiT, d
     """
     p = Path(path)
     file = p / DIT_WEIGHTS if p.is_dir() else p
-    if not file.is_file():
-        raise DiTCheckpointError(f"{file}: no such DiT export (expected a directory holding "
+    from swycc.io.files import file_kind
+
+    kind = file_kind(file)
+    if kind is not None:  # a FIFO would block the read: never opened
+        what = "no such DiT export" if kind == "missing" else f"is {kind}, not a regular file"
+        raise DiTCheckpointError(f"{file}: {what} (expected a directory holding "
                                  f"{DIT_WEIGHTS}, e.g. RUN/export)")
     try:
         with safe_open(str(file), framework="pt") as f:
