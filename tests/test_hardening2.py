@@ -67,8 +67,8 @@ def test_2_out_inside_the_data_is_refused_up_front(files, tmp_path, capsys):
     model = str(files / "model")
     data, classes = files / "folder", files / "classes"
     cases = [
-        ["train", *TINY, "--data", str(data), "--out", str(data / "run")],
-        ["train", *TINY, "--data", str(data), "--out", str(data)],
+        ["train", *TINY, "--data", str(data), "--out", str(data / "run"), "--max-steps", "1"],
+        ["train", *TINY, "--data", str(data), "--out", str(data), "--max-steps", "1"],
         ["encode-dataset", "--checkpoint", model, "--data", str(classes), "--out",
          str(classes / "lat"), "--no-progress"],
         ["eval", "--checkpoint", model, "--data", str(data), "--out", str(data / "ev"),
