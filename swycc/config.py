@@ -23,6 +23,30 @@ PERCEPTUAL_NET_NAMES = ("efficientnet-lite0", "resnet50", "vgg16", "dists-effnet
                         "dists-vgg16")
 
 
+# Ceilings on sizes, so that a crafted config (a checkpoint's metadata, --set) cannot ask for
+# terabytes or hours before anything fails. Every preset, `paper` included, fits far below them
+# (paper: 1024 channels, 8 blocks per level, 4 levels, 256 pixels).
+MAX_CHANNELS = 4096  # any network width: base_channels x a channel multiplier
+MAX_BLOCKS = 64  # ResNet blocks per level (num_res_blocks, num_mid_blocks)
+MAX_LEVELS = 8  # entries of channel_mults (up to 2^7 downsampling)
+MAX_IMAGE_SIZE = 8192  # model.image_size (pixels)
+MAX_BATCH = 65_536  # train.batch_size, train.grad_accum
+MAX_STEPS = 10 ** 9  # every step count and interval of a training run
+MAX_SEED = 2 ** 63 - 1  # seeds are in [0, MAX_SEED] (torch.Generator's range)
+MAX_SAMPLING_STEPS = 10_000  # DDIM steps
+MAX_SAMPLES = 64  # decodes per latent
+GUIDANCE_RANGE = (-1.0, 20.0)  # w: -1 is the unconditional model, 0 none; 20 is far past use
+MAX_COUNT = 10 ** 7  # numbers of images or crops (data.held_out, data.train_crops)
+
+
+def at_most(c: Any, names: tuple[str, ...], ceiling: int) -> None:
+    """Each field in ``names`` (an int, or a tuple of ints) is at most ``ceiling``."""
+    for name in names:
+        value = getattr(c, name)
+        values = value if isinstance(value, tuple) else (value,)
+        c.require(all(v <= ceiling for v in values), name, f"must be <= {ceiling:,}")
+
+
 def shrink(cfg: Config, width: int = 8) -> Config:
     """The same structure at a tiny width, for shape tests of every preset."""
     m = cfg.model
@@ -54,6 +78,7 @@ class EncoderConfig(Validated):
     def check(self) -> None:
         _check_widths(self)
         self.require(self.latent_channels >= 1, "latent_channels", "must be >= 1")
+        at_most(self, ("latent_channels",), MAX_CHANNELS)
 
 
 @dataclass(frozen=True)
@@ -98,6 +123,8 @@ class UNetConfig(Validated):
         for name in ("input_patch", "head_channels", "emb_channels"):
             self.require(getattr(self, name) >= 1, name, "must be >= 1")
         self.require(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
+        at_most(self, ("head_channels", "emb_channels"), 4 * MAX_CHANNELS)
+        at_most(self, ("input_patch",), 64)
 
 
 @dataclass(frozen=True)
@@ -116,6 +143,7 @@ class ModelConfig(Validated):
 
     def check(self) -> None:
         self.require(self.image_size >= 8, "image_size", "must be >= 8")
+        at_most(self, ("image_size",), MAX_IMAGE_SIZE)
 
 
 @dataclass(frozen=True)
@@ -157,6 +185,9 @@ class LossConfig(Validated):
         self.require(self.adversarial_start >= 0, "adversarial_start", "must be >= 0")
         for name in ("disc_base_channels", "disc_layers"):
             self.require(getattr(self, name) >= 1, name, "must be >= 1")
+        at_most(self, ("disc_base_channels",), MAX_CHANNELS)
+        at_most(self, ("disc_layers",), MAX_LEVELS)
+        at_most(self, ("adversarial_start",), MAX_STEPS)
 
 
 @dataclass(frozen=True)
@@ -168,6 +199,10 @@ class SamplingConfig(Validated):
     def check(self) -> None:
         self.require(self.steps >= 1, "steps", "must be >= 1")
         self.require(self.samples >= 1, "samples", "must be >= 1")
+        at_most(self, ("steps",), MAX_SAMPLING_STEPS)
+        at_most(self, ("samples",), MAX_SAMPLES)
+        lo, hi = GUIDANCE_RANGE
+        self.require(lo <= self.guidance <= hi, "guidance", f"must be in [{lo:g}, {hi:g}]")
 
 
 @dataclass(frozen=True)
@@ -210,6 +245,12 @@ class TrainConfig(Validated):
         self.require(0 <= self.ema_decay <= 1, "ema_decay", "must be in [0, 1]")
         self.require(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s",
                      "must be > 0 seconds")
+        at_most(self, ("batch_size", "grad_accum"), MAX_BATCH)
+        at_most(self, ("warmup_steps", "total_steps", "ema_warmup", "log_every",
+                       "checkpoint_every", "sample_every", "export_every",
+                       "max_nonfinite_in_row"), MAX_STEPS)
+        at_most(self, ("num_workers",), 1024)
+        self.require(0 <= self.seed <= MAX_SEED, "seed", f"must be in [0, {MAX_SEED}]")
 
 
 @dataclass(frozen=True)
@@ -232,6 +273,8 @@ class DataConfig(Validated):
         self.require(0 <= self.hue_rotation <= 1, "hue_rotation", "must be in [0, 1]")
         self.require(self.held_out >= 0, "held_out", "must be >= 0")
         self.require(self.train_crops >= 1, "train_crops", "must be >= 1")
+        at_most(self, ("held_out", "train_crops"), MAX_COUNT)
+        at_most(self, ("eval_grid",), 64)
 
 
 @dataclass(frozen=True)
@@ -295,6 +338,13 @@ def _check_widths(c: Any) -> None:
     for name in ("num_res_blocks", "num_mid_blocks"):
         if isinstance(getattr(c, name, None), int):
             c.require(getattr(c, name) >= 0, name, "must be >= 0")
+    at_most(c, ("base_channels", "num_groups"), MAX_CHANNELS)
+    c.require(len(c.channel_mults) <= MAX_LEVELS, "channel_mults",
+              f"at most {MAX_LEVELS} levels")
+    c.require(c.base_channels * max(c.channel_mults) <= MAX_CHANNELS, "channel_mults",
+              f"base_channels x multiplier must be <= {MAX_CHANNELS}")
+    at_most(c, tuple(n for n in ("num_res_blocks", "num_mid_blocks") if hasattr(c, n)),
+            MAX_BLOCKS)
 
 
 # ---------------------------------------------------------------------------------------------

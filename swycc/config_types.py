@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import types
 from dataclasses import field, fields, is_dataclass
 from typing import Any, Union, get_args, get_origin, get_type_hints
@@ -153,6 +154,31 @@ def from_dict(cls: type, d: Any) -> Any:
     return cls(**kwargs)
 
 
+# JSON read from files others made (checkpoint metadata, latents files) is refused past this
+# nesting depth before it is parsed: 100 000 brackets would otherwise end in a RecursionError.
+# swycc's own JSON nests at most ~5 levels.
+MAX_JSON_DEPTH = 32
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of ``[`` and ``{`` in a JSON text (strings ignored)."""
+    depth = deepest = 0
+    for m in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
+        depth += 1 if m.group() in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def loads_json(text: str) -> Any:
+    """``json.loads`` that refuses (ValueError) nesting deeper than ``MAX_JSON_DEPTH`` first."""
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"JSON nested {depth} levels deep, over the limit of {MAX_JSON_DEPTH}")
+    return json.loads(text)
+
+
 class JsonConfig(Validated):
     """``to_dict``/``to_json`` and their checked inverses, shared by the top-level configs."""
 
@@ -170,8 +196,8 @@ class JsonConfig(Validated):
     @classmethod
     def from_json(cls, s: str) -> Any:
         try:
-            d = json.loads(s)
-        except (json.JSONDecodeError, RecursionError) as e:
+            d = loads_json(s)
+        except (ValueError, RecursionError) as e:
             raise ConfigError("(file)", f"not valid JSON ({e})") from None
         return cls.from_dict(d)
 
@@ -246,5 +272,5 @@ def replace_path(cfg: Any, path: str, value: Any) -> Any:
     return dataclasses.replace(cfg, **{head: value})
 
 
-__all__ = ["ConfigError", "JsonConfig", "Validated", "choice", "coerce", "field_type", "from_dict",
-           "parse_text", "replace_path"]
+__all__ = ["ConfigError", "JsonConfig", "MAX_JSON_DEPTH", "Validated", "choice", "coerce",
+           "field_type", "from_dict", "json_depth", "loads_json", "parse_text", "replace_path"]

@@ -78,12 +78,14 @@ def test_sweep_trains_one_model_with_a_budget(tmp_path):
 
 def test_sweep_bad_input(checkpoints, tmp_path, capsys):
     out = tmp_path / "o"
+    data = tmp_path / "data"  # beside --out, not around it (an --out inside the data is refused)
+    data.mkdir()
     for argv, words in [
         (["--checkpoint", str(checkpoints / "gan")], "does not sample"),
         (["--checkpoint", str(tmp_path / "nope")], "no such checkpoint"),
         (["--checkpoint", str(checkpoints / "swycc"), "--steps", "2"], "not both"),
         (["--eval-data", str(tmp_path / "none")], "no such image folder"),
-        (["--data", str(tmp_path)], "--eval-data"),
+        (["--data", str(data)], "--eval-data"),
     ]:
         assert main(["experiment", "steps", *argv, *FAST, "--out", str(out)]) == 2
         err = capsys.readouterr().err.strip().splitlines()

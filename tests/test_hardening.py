@@ -365,7 +365,7 @@ def test_09_skipped_files_are_counted(files, tmp_path, capsys):
     rec = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert {k: v for k, v in rec.items() if k.startswith("skipped_")} == {
         "skipped_unreadable": 1, "skipped_too_large": 0, "skipped_unsupported_extension": 2,
-        "skipped_symlink_loop": 3}
+        "skipped_symlink_loop": 3, "skipped_too_small": 0}
     # counts made in a data-loader worker process reach the main process (shared memory)
     from swycc.data import ImageFolderDataset
 

@@ -21,7 +21,6 @@ defaults are registered in ``swycc.autoencoders.kinds``.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 from pathlib import Path
@@ -29,11 +28,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
 from torch import nn
 
 from swycc.config import Config
-from swycc.config_types import ConfigError
+from swycc.config_types import ConfigError, loads_json
+from swycc.io.files import file_kind, save_safetensors
 from swycc.autoencoders.latent_stats import STATS_KEY, LatentStats, LatentStatsError
 from swycc.nn.autoencoder_nets import Encoder
 from swycc.autoencoders.tiling import (DEFAULT_OVERLAP, DEFAULT_TILE, TilePlan, auto_tile,
@@ -110,15 +110,12 @@ class Autoencoder(nn.Module):
         if cls is not Autoencoder and config.model.method != cls.kind:
             raise CheckpointError(f"{file}: holds a {config.model.method!r} model, not "
                                   f"{cls.kind!r} (load it with Autoencoder.from_pretrained)")
+        check_weight_shapes(file, config)  # before any network is built
         model = Autoencoder.from_config(config)
         try:
             state = load_file(str(file), device=map_location)
         except (SafetensorError, OSError) as e:
             raise CheckpointError(f"{file}: cannot read weights ({e})") from None
-        missing, unexpected = _diff_keys(model.state_dict(), state)
-        if missing or unexpected:
-            raise CheckpointError(f"{file}: weights do not match its config "
-                                  f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
         model.load_state_dict(state)
         model.latent_stats = read_latent_stats(file)
         if torch_dtype is not None:
@@ -147,7 +144,7 @@ class Autoencoder(nn.Module):
         meta = {"format": "swycc", "config": self.config.to_json()}
         if self.latent_stats is not None:
             meta[STATS_KEY] = self.latent_stats.to_json()
-        save_file(state, str(tmp), metadata=meta)
+        save_safetensors(state, tmp, metadata=meta)
         os.replace(tmp, file)
         if card is not None:
             write_model_card(out, card)
@@ -360,12 +357,40 @@ def unet_stride(config: Config) -> int:
 
 
 def weights_file(path: str | os.PathLike) -> Path:
+    """The weights file of an export (a directory holding model.safetensors, or the file), a
+    regular file: a FIFO (which would block the read), directory, socket or device is refused."""
     p = Path(path)
     file = p / WEIGHTS_NAME if p.is_dir() else p
-    if not file.exists():
+    kind = file_kind(file)
+    if kind == "missing":
         raise CheckpointError(f"{file}: no such checkpoint (expected a directory holding "
                               f"{WEIGHTS_NAME}, or a .safetensors file)")
+    if kind is not None:
+        raise CheckpointError(f"{file}: is {kind}, not a regular file (expected a checkpoint: "
+                              f"a directory holding {WEIGHTS_NAME}, or a .safetensors file)")
     return file
+
+
+def check_weight_shapes(file: Path, config: Config) -> None:
+    """The tensor names and shapes of ``file``'s header against those ``config``'s networks
+    have, built on the meta device (no memory): a crafted file cannot make us build networks
+    its weights do not fit. CheckpointError naming the first differences."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in Autoencoder.from_config(config)
+                    .state_dict().items()}
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            got = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{file}: cannot read weights ({e})") from None
+    missing = sorted(k for k in expected if k not in got)
+    unexpected = sorted(k for k in got if k not in expected)
+    shapes = [f"{k}: {got[k]} in the file, {expected[k]} in its config"
+              for k in sorted(expected) if k in got and got[k] != expected[k]]
+    if missing or unexpected or shapes:
+        raise CheckpointError(f"{file}: weights do not match its config (shapes differ: "
+                              f"{shapes[:2]}; missing {missing[:3]}; unexpected "
+                              f"{unexpected[:3]})")
 
 
 def weights_sha256(path: str | os.PathLike) -> str:
@@ -394,17 +419,11 @@ def read_config(path: str | os.PathLike) -> Config:
     if "config" not in meta:
         raise CheckpointError(f"{file}: no swycc config in its metadata")
     try:
-        config = Config.from_dict(json.loads(meta["config"]))
+        config = Config.from_dict(loads_json(meta["config"]))
         kind_class(config.model.method)
         return config
     except (ValueError, TypeError, RecursionError) as e:
         raise CheckpointError(f"{file}: config in metadata is invalid ({e})") from None
-
-
-def _diff_keys(expected: dict, got: dict) -> tuple[list[str], list[str]]:
-    missing = sorted(k for k in expected if k not in got or got[k].shape != expected[k].shape)
-    unexpected = sorted(k for k in got if k not in expected)
-    return missing, unexpected
 
 
 def load_autoencoder(path: str | os.PathLike, map_location: str = "cpu") -> Autoencoder:

@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from swycc.config_types import loads_json
+
 STATS_KEY = "latent_stats"  # safetensors metadata key
 DEFAULT_IMAGES = 512  # images encoded by `swycc latent-stats` (spread over the set)
 TRAINING_IMAGES = 256  # encoded at the end of `swycc train`
@@ -110,7 +112,7 @@ class LatentStats:
     @classmethod
     def from_json(cls, text: str) -> LatentStats:
         try:
-            d = json.loads(text)
+            d = loads_json(text)
             return cls(tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["std"]),
                        int(d["images"]), str(d["data"]))
         except (KeyError, TypeError, ValueError) as e:
@@ -168,7 +170,8 @@ def write_stats(file: str | os.PathLike, stats: LatentStats) -> None:
     """The export ``file`` with ``stats`` in its metadata: the same tensors (dtypes kept,
     weights_sha256 unchanged), written atomically."""
     from safetensors import safe_open
-    from safetensors.torch import save_file
+
+    from swycc.io.files import save_safetensors
 
     file = Path(file)
     with safe_open(str(file), framework="pt") as f:
@@ -177,7 +180,7 @@ def write_stats(file: str | os.PathLike, stats: LatentStats) -> None:
     meta[STATS_KEY] = stats.to_json()
     tmp = file.with_name(f".{file.name}.tmp")
     try:
-        save_file(tensors, str(tmp), metadata=meta)
+        save_safetensors(tensors, tmp, metadata=meta)
         os.replace(tmp, file)
     finally:
         tmp.unlink(missing_ok=True)

@@ -13,12 +13,15 @@ import argparse
 import dataclasses
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from swycc.autoencoders.kinds import check_method, with_method
-from swycc.config import PRESETS, Config, InitConfig, apply_overrides, get_preset
+from swycc.config import (GUIDANCE_RANGE, MAX_BATCH, MAX_COUNT, MAX_IMAGE_SIZE, MAX_SAMPLES,
+                          MAX_SAMPLING_STEPS, MAX_SEED, MAX_STEPS, PRESETS, Config, InitConfig,
+                          apply_overrides, get_preset)
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -33,6 +36,26 @@ MAX_PIXELS_DECODE = 768 * 768
 # With tiling (the default above 512 x 512, swycc.autoencoders.tiling) memory is bounded by the tile: the
 # shipped model peaked at 1.95 GB for a 4096 x 4096 decode (bench/results_tiling_cpu.json).
 MAX_PIXELS_TILED = 4096 * 4096
+
+
+# the folders verbs read (argparse dest -> option); no verb's --out may lie inside one of them
+INPUT_FOLDERS = {"data": "--data", "eval_data": "--eval-data", "reference": "--reference",
+                 "latents": "--latents"}
+
+
+FILE_OUT_VERBS = {"encode"}  # verbs whose --out is a file; every other --out is a directory
+
+
+def check_out_outside_inputs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, an --out inside a folder the verb reads, and a directory --out
+    that is a file or cannot be made (OutputError)."""
+    from swycc.io.outputs import check_dir_usable, check_out_outside
+
+    if getattr(args, "out", None) is not None:
+        check_out_outside(args.out, {opt: getattr(args, dest, None)
+                                     for dest, opt in INPUT_FOLDERS.items()})
+        if getattr(args, "verb", None) not in FILE_OUT_VERBS:
+            check_dir_usable(args.out)
 
 
 def kind_names() -> list[str]:
@@ -87,16 +110,16 @@ def add_train_options(p: argparse.ArgumentParser, default_out: str) -> None:
                    "preset's, swycc)")
     p.add_argument("--data", help="image folder (default: the embedded photo set)")
     p.add_argument("--out", default=default_out, help="run directory (re-run to resume)")
-    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--batch-size", type=batch_int)
     p.add_argument("--lr", type=finite_float)
-    p.add_argument("--total-steps", type=positive_int, help="length of the LR schedule")
-    p.add_argument("--max-steps", type=positive_int,
+    p.add_argument("--total-steps", type=train_steps_int, help="length of the LR schedule")
+    p.add_argument("--max-steps", type=train_steps_int,
                    help="stop after this step (schedule unchanged)")
     p.add_argument("--time-budget", type=finite_float,
                    help="seconds of training in this invocation (> 0)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the networks")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks (GPU)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=seed_int)
     p.add_argument("--device", type=device_arg,
                    help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -108,12 +131,13 @@ def add_sampling_options(p: argparse.ArgumentParser, samples: bool = True,
                          max_pixels: int = MAX_PIXELS_DECODE) -> None:
     p.add_argument("--checkpoint", help="exported model dir or .safetensors "
                    "(default: the small pretrained model shipped with swycc)")
-    p.add_argument("--steps", type=positive_int, help="DDIM steps (default: the model's config)")
-    p.add_argument("--guidance", type=finite_float,
+    p.add_argument("--steps", type=sampling_steps_int,
+                   help="DDIM steps (default: the model's config)")
+    p.add_argument("--guidance", type=guidance_float,
                    help="classifier-free guidance w (default: the model's config, 0.5)")
     if samples:
-        p.add_argument("--samples", type=positive_int, default=1, help="samples per image")
-    p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--samples", type=samples_int, default=1, help="samples per image")
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--device", type=device_arg, default="cpu")
     p.add_argument("--max-pixels", type=positive_int,
                    help=f"refuse larger images, before any work (default: {max_pixels:,} = "
@@ -123,8 +147,8 @@ def add_sampling_options(p: argparse.ArgumentParser, samples: bool = True,
     p.add_argument("--tile", action=argparse.BooleanOptionalAction, default=None,
                    help="overlapping tiles blended, one global sampler: bounded memory for "
                         "large images (default: on above 4 tiles of pixels)")
-    p.add_argument("--tile-size", type=positive_int, default=256, help="pixels (default 256)")
-    p.add_argument("--tile-overlap", type=positive_int, default=64, help="pixels (default 64)")
+    p.add_argument("--tile-size", type=tile_int, default=256, help="pixels (default 256)")
+    p.add_argument("--tile-overlap", type=tile_int, default=64, help="pixels (default 64)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing output files (default: refuse them)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -146,6 +170,48 @@ def device_arg(text: str) -> str:
     elif dev.type not in ("cpu", "mps"):
         raise argparse.ArgumentTypeError(f"{text!r}: unsupported device type {dev.type!r}")
     return text
+
+
+def bounded_int(low: int, high: int, why: str = "") -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high] (argparse names the option in the error)."""
+    def parse(text: str) -> int:
+        value = positive_int(text) if low >= 1 else _int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be in [{low}, {high:,}]{why}, got {value}")
+        return value
+    return parse
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+# Ceilings of the size options, checked before any work (swycc.config documents the values):
+# a value past them would ask for more memory or time than any run here can have.
+MAX_PER_CLASS = 1000  # generate keeps every image for its grid
+MAX_TILE = 4096  # pixels of a decoding tile
+samples_int = bounded_int(1, MAX_SAMPLES)  # decodes per image
+batch_int = bounded_int(1, MAX_BATCH)
+sampling_steps_int = bounded_int(1, MAX_SAMPLING_STEPS)  # DDIM steps
+train_steps_int = bounded_int(1, MAX_STEPS)  # optimiser steps
+count_int = bounded_int(1, MAX_COUNT)  # numbers of images, crops, latents
+per_class_int = bounded_int(1, MAX_PER_CLASS)
+image_size_int = bounded_int(8, MAX_IMAGE_SIZE)
+tile_int = bounded_int(1, MAX_TILE)
+seed_int = bounded_int(0, MAX_SEED)
+
+
+def guidance_float(text: str) -> float:
+    """Guidance w in the documented range ``swycc.config.GUIDANCE_RANGE``: far past it the
+    sampler returns saturated garbage, not an image."""
+    value = finite_float(text)
+    lo, hi = GUIDANCE_RANGE
+    if not lo <= value <= hi:
+        raise argparse.ArgumentTypeError(f"guidance must be in [{lo:g}, {hi:g}], got {text}")
+    return value
 
 
 def positive_int(text: str) -> int:

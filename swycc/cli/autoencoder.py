@@ -8,10 +8,11 @@ from pathlib import Path
 import torch
 
 from swycc.cli.args import (MAX_PIXELS_ENCODE, add_sampling_options, add_train_options,
-                            build_config, decode_progress, finite_float, kind_names, load_images,
-                            load_model, positive_int, report_training, report_written,
-                            resolve_max_pixels, save_samples, tiling)
+                            build_config, decode_progress, guidance_float, kind_names, load_images,
+                            load_model, report_training, report_written, resolve_max_pixels,
+                            samples_int, sampling_steps_int, save_samples, tiling)
 from swycc.autoencoders.kinds import with_method
+from swycc.io.outputs import check_out_outside
 from swycc.config import PRESETS, get_preset
 
 
@@ -22,9 +23,9 @@ def register(sub) -> None:
     p.add_argument("--train", action="store_true",
                    help="train a fresh model for --time-budget seconds first (default 480)")
     p.add_argument("--checkpoint", help="model to show (default: the shipped pretrained one)")
-    p.add_argument("--steps", type=positive_int, default=20)
-    p.add_argument("--guidance", type=finite_float, default=0.5)
-    p.add_argument("--samples", type=positive_int, default=4)
+    p.add_argument("--steps", type=sampling_steps_int, default=20)
+    p.add_argument("--guidance", type=guidance_float, default=0.5)
+    p.add_argument("--samples", type=samples_int, default=4)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("train", help="train an autoencoder (re-run the same command to resume)")
@@ -35,6 +36,9 @@ def register(sub) -> None:
     p.add_argument("--log", choices=["jsonl", "tensorboard"], default="jsonl",
                    help="tensorboard: also write scalars and sample grids to OUT/tb "
                         "(metrics.jsonl is always written)")
+    p.add_argument("--allow-data-change", action="store_true",
+                   help="resume although the --data folder's files changed since the run "
+                        "started (default: refuse)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("reconstruct", help="image files in, reconstructions out")
@@ -68,8 +72,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from swycc.train.autoencoder_task import train_autoencoder
 
     cfg = build_config(args)
+    check_out_outside(args.out, {"--data": cfg.data.path})
     res = train_autoencoder(cfg, args.out, device=args.device, max_steps=args.max_steps,
-                            progress=not args.no_progress, tensorboard=args.log == "tensorboard")
+                            progress=not args.no_progress, tensorboard=args.log == "tensorboard",
+                            allow_data_change=args.allow_data_change)
     return report_training(res)
 
 

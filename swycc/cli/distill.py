@@ -7,7 +7,8 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    from swycc.cli.args import device_arg, finite_float, positive_int
+    from swycc.cli.args import (batch_int, count_int, device_arg, finite_float, guidance_float,
+                                sampling_steps_int, seed_int, train_steps_int)
 
     p = sub.add_parser("distill", help="distil a SWYCC decoder to few steps, guidance folded in "
                        "(progressive distillation; re-run the same command to resume)")
@@ -16,20 +17,20 @@ def register(sub) -> None:
                    "RUN/export the last student)")
     p.add_argument("--data", help="training image folder (default: the teacher's data, e.g. "
                    "the embedded photo set)")
-    p.add_argument("--teacher-steps", type=positive_int, help="guided teacher steps the first "
+    p.add_argument("--teacher-steps", type=sampling_steps_int, help="guided teacher steps the first "
                    "round imitates (default 16)")
-    p.add_argument("--student-steps", type=positive_int, help="steps of the last student "
+    p.add_argument("--student-steps", type=sampling_steps_int, help="steps of the last student "
                    "(default 1); teacher/student steps must be a power of two")
-    p.add_argument("--round-steps", type=positive_int, nargs="+", metavar="N",
+    p.add_argument("--round-steps", type=train_steps_int, nargs="+", metavar="N",
                    help="optimiser steps per round: one value, or one per round")
-    p.add_argument("--guidance", type=finite_float, help="guidance w to fold in (default: "
+    p.add_argument("--guidance", type=guidance_float, help="guidance w to fold in (default: "
                    "the teacher's config)")
-    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--batch-size", type=batch_int)
     p.add_argument("--lr", type=finite_float)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=seed_int)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the networks")
     p.add_argument("--device", type=device_arg, help="cpu, cuda, cuda:1")
-    p.add_argument("--max-steps", type=positive_int, help="stop after this many optimiser steps "
+    p.add_argument("--max-steps", type=train_steps_int, help="stop after this many optimiser steps "
                    "counted over all rounds (re-run to go on)")
     p.add_argument("--time-budget", type=finite_float, help="seconds of training in this "
                    "invocation, over all rounds")
@@ -50,22 +51,22 @@ def register(sub) -> None:
     p.add_argument("--gan", help="a trained GAN export, scored and timed (default: a GAN decoder "
                    "of the teacher's size with random weights, timed only)")
     p.add_argument("--out", required=True, help="directory for report.json, report.md, grid.png")
-    p.add_argument("--teacher-steps", type=positive_int, default=20)
+    p.add_argument("--teacher-steps", type=sampling_steps_int, default=20)
     p.add_argument("--eval-data", help="held-back image folder (default: the embedded held-back "
                    "crops); cut by the teacher's data.eval_grid")
-    p.add_argument("--num-images", type=positive_int, default=64)
-    p.add_argument("--held-out", type=positive_int, default=64,
+    p.add_argument("--num-images", type=count_int, default=64)
+    p.add_argument("--held-out", type=count_int, default=64,
                    help="embedded set: number of held-back crops")
     p.add_argument("--metrics", default="fd_effnetlite0,mmd_effnetlite0",
                    help="distribution proxies to add to PSNR/SSIM/sharpness/spectrum "
                    "(comma-separated, or 'none')")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--device", type=device_arg, default="cpu")
-    p.add_argument("--baseline-steps", type=positive_int, nargs="*", default=[1, 2],
+    p.add_argument("--baseline-steps", type=sampling_steps_int, nargs="*", default=[1, 2],
                    metavar="N", help="also the teacher itself (guided, not distilled) at these "
                    "step counts (default 1 2)")
-    p.add_argument("--timing-batch", type=positive_int, default=16)
-    p.add_argument("--timing-repeats", type=positive_int, default=5)
+    p.add_argument("--timing-batch", type=batch_int, default=16)
+    p.add_argument("--timing-repeats", type=count_int, default=5)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_distill_report)
 

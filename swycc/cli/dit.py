@@ -8,12 +8,15 @@ and its scores: swycc.cli.generate).
 from __future__ import annotations
 
 import argparse
+import shutil
+from pathlib import Path
 
 import torch
 
 
 def register(sub) -> None:
-    from swycc.cli.args import device_arg, positive_int
+    from swycc.cli.args import (batch_int, count_int, device_arg, image_size_int,
+                                train_steps_int)
     from swycc.generation.config import DIT_PRESETS
 
     p = sub.add_parser("encode-dataset", help="encode a class-labelled image folder into latents "
@@ -22,10 +25,10 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, help="image folder, one sub-folder per class")
     p.add_argument("--out", required=True, help="latent dataset directory")
     p.add_argument("--flip", action="store_true", help="add each image's mirror image")
-    p.add_argument("--image-size", type=positive_int,
+    p.add_argument("--image-size", type=image_size_int,
                    help="centre square resized to this (default: the autoencoder's image size)")
-    p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--shard-size", type=positive_int, default=4096, help="latents per shard")
+    p.add_argument("--batch-size", type=batch_int, default=64)
+    p.add_argument("--shard-size", type=count_int, default=4096, help="latents per shard")
     p.add_argument("--device", type=device_arg)
     p.add_argument("--stats", choices=["data", "export"], default="data",
                    help="normalise the latents (and so the DiT) with their measured per-channel "
@@ -41,7 +44,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="run directory (re-run to resume)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any option, e.g. --set dit.depth=12 --set train.lr=2e-4")
-    p.add_argument("--max-steps", type=positive_int,
+    p.add_argument("--max-steps", type=train_steps_int,
                    help="stop after this step (schedule unchanged)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the network")
     p.add_argument("--compile", action="store_true", help="torch.compile the DiT (GPU)")
@@ -55,11 +58,13 @@ def register(sub) -> None:
 
 def cmd_encode_dataset(args: argparse.Namespace) -> int:
     from swycc.autoencoders.base import Autoencoder
+    from swycc.cli.args import exit_status
     from swycc.generation.latents import autoencoder_identity, encode_dataset, finalize
     from swycc.io.outputs import check_dir_usable
     from swycc.train.distributed import barrier, init_distributed, shutdown
 
     check_dir_usable(args.out)
+    made_out = not Path(args.out).exists()
     identity = autoencoder_identity(args.checkpoint)
     info = init_distributed(args.device)
     model = Autoencoder.from_pretrained(args.checkpoint).to(info.device)
@@ -76,17 +81,21 @@ def cmd_encode_dataset(args: argparse.Namespace) -> int:
         return model.encode(x.to(info.device))
 
     try:
-        summary = encode_dataset(encode_fn, identity, args.data, args.out, size, flip=args.flip,
-                                 shard_size=args.shard_size, batch_size=args.batch_size,
-                                 rank=info.rank, world_size=info.world_size,
-                                 progress=not args.no_progress, export_stats=export_stats)
+        summary = _encode_or_clean(made_out, args.out, encode_dataset, encode_fn, identity,
+                                   args.data, args.out, size, flip=args.flip,
+                                   shard_size=args.shard_size, batch_size=args.batch_size,
+                                   rank=info.rank, world_size=info.world_size,
+                                   progress=not args.no_progress, export_stats=export_stats)
         index = summary.index
-        if info.world_size > 1:  # every rank's shards are written; rank 0 adds index.json
+        # every rank's shards are written; rank 0 adds index.json
+        if info.world_size > 1 and not summary.stopped:
             barrier(info)
             index = (finalize(args.out, progress=not args.no_progress,
                               export_stats=export_stats) if info.is_main else None)
     finally:
         shutdown(info)
+    if summary.stopped:
+        return exit_status("signal")
     if index is not None:
         shape = "x".join(map(str, index["latent_shape"]))
         print(f"wrote {index['num_latents']} latents of shape {shape} "
@@ -96,6 +105,19 @@ def cmd_encode_dataset(args: argparse.Namespace) -> int:
         print(f"per-channel latent statistics ({index['stats_source']}, used to normalise): "
               f"mean {_fmt(index['mean'])}, std {_fmt(index['std'])}")
     return 0
+
+
+def _encode_or_clean(made_out: bool, out: str, encode, *args, **kwargs):
+    """``encode(*args, **kwargs)``; when every image was unreadable, the --out folder this run
+    made (its manifest, empty shards) is removed: nothing is left behind."""
+    from swycc.generation.latents import NoReadableImageError
+
+    try:
+        return encode(*args, **kwargs)
+    except NoReadableImageError:
+        if made_out:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def _fmt(values: list[float]) -> str:

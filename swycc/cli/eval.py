@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from swycc.cli.args import device_arg, finite_float, positive_int
+from swycc.cli.args import (batch_int, count_int, device_arg, guidance_float, image_size_int,
+                            samples_int, sampling_steps_int, seed_int)
 from swycc.metrics.evaluate import (DEFAULT_METRICS, METRICS, ReferenceCache, data_identity,
                                     default_cache_dir, eval_dataset, evaluate_model,
                                     json_default, load_extractors, markdown_table, parse_metrics,
@@ -24,20 +25,20 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
                    "small pretrained model shipped with swycc)")
     p.add_argument("--compare", nargs="+", metavar="DIR", help="several checkpoints, one table")
     p.add_argument("--data", help="image folder (default: the embedded held-back crops)")
-    p.add_argument("--image-size", type=positive_int, help="crop size (default: the model's)")
-    p.add_argument("--num-images", type=positive_int, help="evaluate only the first N images")
-    p.add_argument("--held-out", type=positive_int, help="embedded set: number of held-back crops "
+    p.add_argument("--image-size", type=image_size_int, help="crop size (default: the model's)")
+    p.add_argument("--num-images", type=count_int, help="evaluate only the first N images")
+    p.add_argument("--held-out", type=count_int, help="embedded set: number of held-back crops "
                    "(default: the checkpoint's data.held_out, 16); more crops overlap more")
     p.add_argument("--metrics", default="default", help="comma-separated, from: "
                    f"{', '.join(METRICS)}; 'all'; default: {','.join(DEFAULT_METRICS)}")
-    p.add_argument("--steps", type=positive_int, help="DDIM steps (default: the model's config)")
-    p.add_argument("--guidance", type=finite_float, help="guidance w (default: the model's config)")
-    p.add_argument("--samples", type=positive_int, default=1, help="decodes per image (all are scored)")
+    p.add_argument("--steps", type=sampling_steps_int, help="DDIM steps (default: the model's config)")
+    p.add_argument("--guidance", type=guidance_float, help="guidance w (default: the model's config)")
+    p.add_argument("--samples", type=samples_int, default=1, help="decodes per image (all are scored)")
     p.add_argument("--decoder", choices=["sample", "initial"], default="sample",
                    help="score the samples, or the kind's deterministic reconstruction "
                    "(SWYCC: D_Initial(z))")
-    p.add_argument("--batch-size", type=positive_int, default=16)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=batch_int, default=16)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--device", type=device_arg, default="cpu")
     p.add_argument("--weights-dir", help="directory with the Inception/CLIP/DINOv2 weight files")
     p.add_argument("--cache-dir",

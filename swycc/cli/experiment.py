@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from swycc.cli.args import add_train_options, build_config, exit_status, finite_float, positive_int
+from swycc.cli.args import (add_train_options, bounded_int, build_config, count_int, exit_status,
+                            finite_float, guidance_float, positive_int, samples_int,
+                            sampling_steps_int, train_steps_int)
 from swycc.experiments import codec, decoding
 from swycc.metrics.evaluate import parse_metrics
 
@@ -19,14 +21,14 @@ def register(sub) -> None:
                        description="; ".join(f"{k}: {v}" for k, v in summaries.items()))
     p.add_argument("name", choices=list(summaries))
     add_train_options(p, "runs/experiment")
-    p.add_argument("--steps", type=positive_int, help="training steps per arm (required, except "
+    p.add_argument("--steps", type=train_steps_int, help="training steps per arm (required, except "
                    "for steps/guidance: there it trains one SWYCC model instead of --checkpoint)")
     p.add_argument("--eval-data", help="held-back image folder (required with --data)")
-    p.add_argument("--eval-images", type=positive_int, default=64)
-    p.add_argument("--decode-steps", type=positive_int, default=20)
-    p.add_argument("--ks", type=positive_int, nargs="+", default=[1, 2, 4, 8],
+    p.add_argument("--eval-images", type=count_int, default=64)
+    p.add_argument("--decode-steps", type=sampling_steps_int, default=20)
+    p.add_argument("--ks", type=bounded_int(1, 64), nargs="+", default=[1, 2, 4, 8],
                    help="k-sweep: the relative compressions K")
-    p.add_argument("--latent-channels", type=positive_int, default=2,
+    p.add_argument("--latent-channels", type=bounded_int(1, 1024), default=2,
                    help="dgae-latent: DGAE's C (SWYCC runs at C and 2C)")
     p.add_argument("--metrics", help="comma-separated (see `swycc eval`); default: PSNR, SSIM, "
                    "the EffNet-Lite0 proxies, and rFID/IS/CMMD/FD-DINOv2 where weights load")
@@ -39,17 +41,17 @@ def register(sub) -> None:
                    "gan)")
     g = p.add_argument_group("generation experiments (a latent DiT per arm)")
     g.add_argument("--dit-preset", default="dit-small-cpu")
-    g.add_argument("--dit-steps", type=positive_int, default=2000, help="DiT steps per arm")
-    g.add_argument("--dit-evals", type=positive_int, default=3,
+    g.add_argument("--dit-steps", type=train_steps_int, default=2000, help="DiT steps per arm")
+    g.add_argument("--dit-evals", type=count_int, default=3,
                    help="scores evenly spaced over the DiT steps (the last at --dit-steps)")
     g.add_argument("--dit-set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a DiT option, e.g. --dit-set dit.patch=1")
-    g.add_argument("--gen-images", type=positive_int, default=1000,
+    g.add_argument("--gen-images", type=count_int, default=1000,
                    help="generated images per score (50000 for a paper-grade gFID)")
-    g.add_argument("--reference-images", type=positive_int,
+    g.add_argument("--reference-images", type=count_int,
                    help="training images the scores compare with (default: all)")
-    g.add_argument("--sample-steps", type=positive_int, default=25, help="DiT DDIM steps")
-    g.add_argument("--dit-guidance", type=float, help="DiT guidance (default: the preset's)")
+    g.add_argument("--sample-steps", type=sampling_steps_int, default=25, help="DiT DDIM steps")
+    g.add_argument("--dit-guidance", type=guidance_float, help="DiT guidance (default: the preset's)")
     p.set_defaults(func=cmd_experiment)
 
 
@@ -61,7 +63,7 @@ def add_plateau_arguments(p: argparse.ArgumentParser) -> None:
                              "upper bounds)")
     g.add_argument("--until-plateau", action="store_true", help="train each arm until its "
                    "held-out metric stops improving (or to the budget, which tables mark)")
-    g.add_argument("--plateau-every", type=positive_int, default=d.every,
+    g.add_argument("--plateau-every", type=train_steps_int, default=d.every,
                    help="training steps between held-out evaluations")
     g.add_argument("--plateau-window", type=positive_int, default=d.window,
                    help="evaluations that must fail to beat the best before them")
@@ -69,9 +71,9 @@ def add_plateau_arguments(p: argparse.ArgumentParser) -> None:
                    "tolerance: a gain counts only above TOL x |best so far| (0.005 = 0.5%%)")
     g.add_argument("--plateau-metric", default=d.metric, help="autoencoder arms: the metric "
                    "(default psnr of the arm's decoder: SWYCC's samples at --decode-steps)")
-    g.add_argument("--plateau-images", type=positive_int, default=d.images,
+    g.add_argument("--plateau-images", type=count_int, default=d.images,
                    help="autoencoder arms: held-out images per evaluation")
-    g.add_argument("--dit-plateau-every", type=positive_int, help="generation experiments: "
+    g.add_argument("--dit-plateau-every", type=train_steps_int, help="generation experiments: "
                    "DiT steps between scores (default --plateau-every; the DiT's curve is its "
                    "first generation metric, scored on --gen-images)")
 
@@ -96,13 +98,13 @@ def plateau_settings(args: argparse.Namespace):
 def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="steps/guidance: the model to decode (default: the "
                    "shipped one; with --steps a SWYCC model is trained first instead)")
-    p.add_argument("--sweep-steps", type=positive_int, nargs="+", metavar="N",
+    p.add_argument("--sweep-steps", type=sampling_steps_int, nargs="+", metavar="N",
                    help="steps/guidance: DDIM step counts (steps: default "
                    f"{' '.join(map(str, decoding.STEPS))}; guidance: default --decode-steps)")
-    p.add_argument("--sweep-guidance", type=finite_float, nargs="+", metavar="W",
+    p.add_argument("--sweep-guidance", type=guidance_float, nargs="+", metavar="W",
                    help="steps/guidance: guidance scales (guidance: default "
                    f"{' '.join(f'{w:g}' for w in decoding.GUIDANCE)}; steps: default the model's)")
-    p.add_argument("--samples", type=positive_int, default=1,
+    p.add_argument("--samples", type=samples_int, default=1,
                    help="steps/guidance: decodes per held-back image (all are scored)")
 
 
@@ -204,7 +206,7 @@ def add_codec_arguments(p) -> None:
     g = p.add_argument_group("codec experiment")
     g.add_argument("--codec-sizes", type=positive_int, nargs="+", default=list(codec.SIZES),
                    help="photo sizes in px (default 256 512)")
-    g.add_argument("--codec-images", type=positive_int, nargs="+",
+    g.add_argument("--codec-images", type=count_int, nargs="+",
                    help="photos per size, one count per size (default: --eval-images each)")
     g.add_argument("--codec-qualities", type=positive_int, nargs="+", default=list(codec.QUALITIES),
                    help=f"swycc --quality values (default {' '.join(map(str, codec.QUALITIES))})")

@@ -14,32 +14,33 @@ from pathlib import Path
 
 
 def _sampling_args(p: argparse.ArgumentParser) -> None:
-    from swycc.cli.args import device_arg, finite_float, positive_int
+    from swycc.cli.args import (batch_int, device_arg, guidance_float, sampling_steps_int,
+                                seed_int)
 
     p.add_argument("--dit", required=True, help="DiT export (RUN/export or its .safetensors)")
     p.add_argument("--ae-checkpoint", help="the autoencoder the DiT's latents came from "
                    "(required; its config and weights must match the DiT's record)")
-    p.add_argument("--guidance", type=finite_float, help="DiT guidance w (default: its config)")
-    p.add_argument("--steps", type=positive_int, help="DiT DDIM steps (default: its config)")
-    p.add_argument("--decoder-steps", type=positive_int, default=20)
-    p.add_argument("--decoder-guidance", type=finite_float, default=0.5)
+    p.add_argument("--guidance", type=guidance_float, help="DiT guidance w (default: its config)")
+    p.add_argument("--steps", type=sampling_steps_int, help="DiT DDIM steps (default: its config)")
+    p.add_argument("--decoder-steps", type=sampling_steps_int, default=20)
+    p.add_argument("--decoder-guidance", type=guidance_float, default=0.5)
     p.add_argument("--decoder", choices=["sample", "initial"], default="sample",
                    help="initial: decode with the deterministic decoder (SWYCC's D_Initial), "
                    "the same latents without D_Refine's sampling")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--device", type=device_arg, default="cpu")
-    p.add_argument("--batch-size", type=positive_int, default=16, help="images per batch")
+    p.add_argument("--batch-size", type=batch_int, default=16, help="images per batch")
 
 
 def register(sub) -> None:
-    from swycc.cli.args import positive_int
+    from swycc.cli.args import count_int, per_class_int
 
     p = sub.add_parser("generate", help="class-conditional images: DiT latents decoded by the "
                        "autoencoder they were encoded with")
     _sampling_args(p)
     p.add_argument("--classes", required=True,
                    help="comma-separated class indices or names, e.g. 3,7 or goldfish,7")
-    p.add_argument("--per-class", type=positive_int, default=8)
+    p.add_argument("--per-class", type=per_class_int, default=8)
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--no-progress", action="store_true")
@@ -51,11 +52,11 @@ def register(sub) -> None:
     _sampling_args(p)
     p.add_argument("--reference", required=True, help="reference image folder (the DiT's "
                    "training images; largest centre square at the autoencoder's size)")
-    p.add_argument("--reference-images", type=positive_int,
+    p.add_argument("--reference-images", type=count_int,
                    help="score against the first N reference images (default: all)")
     p.add_argument("--reference-stats", help="precomputed Inception mu/sigma (.npz) for gFID "
                    "instead of the reference folder's")
-    p.add_argument("--num-images", type=positive_int, default=1000,
+    p.add_argument("--num-images", type=count_int, default=1000,
                    help="generated images, classes in turn (50000 for a paper-grade number)")
     p.add_argument("--metrics", help="comma-separated of gfid, is, fd_dinov2, cmmd, "
                    "fd_effnetlite0, mmd_effnetlite0 (all must load); default: the offline "

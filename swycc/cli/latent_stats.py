@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    from swycc.cli.args import device_arg, positive_int
+    from swycc.cli.args import count_int, device_arg
     from swycc.autoencoders.latent_stats import DEFAULT_IMAGES
 
     p = sub.add_parser("latent-stats", help="measure the per-channel mean and std of an "
@@ -23,7 +23,7 @@ def register(sub) -> None:
     p.add_argument("export", help="exported model (directory or .safetensors file)")
     p.add_argument("--data", help="image folder to measure on (default: the export's training "
                    "data, from its config)")
-    p.add_argument("--images", type=positive_int, default=DEFAULT_IMAGES,
+    p.add_argument("--images", type=count_int, default=DEFAULT_IMAGES,
                    help=f"images encoded, spread over the set (default {DEFAULT_IMAGES})")
     p.add_argument("--device", type=device_arg, default="cpu")
     p.add_argument("--no-progress", action="store_true")

@@ -12,7 +12,7 @@ import sys
 
 from swycc.cli import (autoencoder, codec, dit, distill, eval, experiment, generate,
                        latent_stats, photoset, ship_check, web)
-from swycc.cli.args import EXIT_BAD_INPUT, EXIT_DIVERGED
+from swycc.cli.args import EXIT_BAD_INPUT, EXIT_DIVERGED, check_out_outside_inputs
 
 # the verb groups, in --help order; each module's register(subparsers) adds its verbs
 VERB_GROUPS = (autoencoder, eval, experiment, photoset, dit, generate, distill, ship_check,
@@ -49,11 +49,16 @@ def main(argv: list[str] | None = None) -> int:
     from swycc.train.loop import TrainingDivergedError
 
     try:
+        check_out_outside_inputs(args)
         return int(args.func(args) or 0)
     except TrainingDivergedError as e:
         print(f"swycc: error: {e}", file=sys.stderr)
         return EXIT_DIVERGED
     except USER_ERRORS as e:
+        from swycc.io.files import disk_full_error, is_disk_full
+
+        if isinstance(e, OSError) and is_disk_full(e):  # one message, whichever writer it was
+            e = disk_full_error(e.filename)
         print(f"swycc: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

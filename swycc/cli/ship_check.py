@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from swycc.cli.args import device_arg, positive_int
+from swycc.cli.args import device_arg, image_size_int, seed_int
 from swycc.experiments import ship_check as ship_check_module
 from swycc.experiments.ship_check import SIZE, markdown, ship_check, summary_lines
 
@@ -16,9 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", help="default: the model shipped with swycc")
     p.add_argument("--data", required=True, help="folder of whole photos kept out of training")
     p.add_argument("--out", required=True, help="directory for report.json, report.md, grid.png")
-    p.add_argument("--size", type=positive_int, default=SIZE,
+    p.add_argument("--size", type=image_size_int, default=SIZE,
                    help=f"pixels of the centre square (default {SIZE}: the criteria's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--device", type=device_arg, default="cpu")
     p.add_argument("--no-progress", action="store_true")
 

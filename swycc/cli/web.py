@@ -19,7 +19,8 @@ def port_number(text: str) -> int:
 
 
 def register(sub) -> None:
-    from swycc.cli.args import device_arg, finite_float, positive_int
+    from swycc.cli.args import (device_arg, guidance_float, positive_int, samples_int,
+                                sampling_steps_int, tile_int)
 
     p = sub.add_parser("web", help="a browser page: upload a photo, see D_Initial, samples and "
                        "their variance, download latents and reconstructions (Gradio)")
@@ -29,16 +30,16 @@ def register(sub) -> None:
                    help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=port_number, default=7860, help="TCP port (default 7860)")
     p.add_argument("--device", type=device_arg, default="cpu")
-    p.add_argument("--steps", type=positive_int, default=20, help="starting DDIM steps")
-    p.add_argument("--guidance", type=finite_float,
+    p.add_argument("--steps", type=sampling_steps_int, default=20, help="starting DDIM steps")
+    p.add_argument("--guidance", type=guidance_float,
                    help="starting guidance w (default: the model's config)")
-    p.add_argument("--samples", type=positive_int, default=4, help="starting samples")
+    p.add_argument("--samples", type=samples_int, default=4, help="starting samples")
     p.add_argument("--max-pixels", type=positive_int, default=1024 * 1024,
                    help="refuse larger photos (default 1024^2; the page tiles above 512^2)")
     p.add_argument("--tile", action=argparse.BooleanOptionalAction, default=None,
                    help="tiles for large photos (default: on above 4 tiles of pixels)")
-    p.add_argument("--tile-size", type=positive_int, default=256, help="pixels (default 256)")
-    p.add_argument("--tile-overlap", type=positive_int, default=64, help="pixels (default 64)")
+    p.add_argument("--tile-size", type=tile_int, default=256, help="pixels (default 256)")
+    p.add_argument("--tile-overlap", type=tile_int, default=64, help="pixels (default 64)")
     p.set_defaults(func=cmd_web)
 
 

@@ -16,7 +16,8 @@ import torch
 
 from swycc.config import DataConfig
 from swycc.data.embedded import EmbeddedCropDataset
-from swycc.data.images import (SKIP_REASONS, ImageError, ImageTooLargeError, center_crop_square,
+from swycc.data.images import (SKIP_REASONS, ImageError, ImageTooLargeError, too_thin,
+                               center_crop_square,
                                checked_scan, grid_crop, hue_rotation, load_image, random_crop_flip,
                                random_scale_crop, resize_shorter_side, sample_generator, to_float)
 
@@ -53,7 +54,8 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         self.classes = sorted({p.relative_to(self.root).parts[0] for p in self.files
                                if len(p.relative_to(self.root).parts) > 1}) if labels else []
         self.labels = labels
-        # per file: 0 not skipped, 1 unreadable, 2 too large; in shared memory so that counts
+        # per file: 0 not skipped, 1 unreadable, 2 too large, 3 too small or thin; in shared
+        # memory so that counts
         # made in data-loader worker processes reach the main process
         self._skip_flags = torch.zeros(len(self.files), dtype=torch.int8)
         try:
@@ -72,7 +74,8 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     def skip_counts(self) -> dict[str, int]:
         """``skipped_<reason>`` for every reason in SKIP_REASONS (listing + loading)."""
         flags = self._skip_flags
-        loaded = {"unreadable": int((flags == 1).sum()), "too_large": int((flags == 2).sum())}
+        loaded = {"unreadable": int((flags == 1).sum()), "too_large": int((flags == 2).sum()),
+                  "too_small": int((flags == 3).sum())}
         return {f"skipped_{r}": int(self.listing.get(r, 0)) + loaded.get(r, 0)
                 for r in SKIP_REASONS}
 
@@ -120,6 +123,10 @@ class ImageFolderDataset(torch.utils.data.Dataset):
                 continue
             except ImageError as e:
                 self._skip(i, 1, f"unreadable image {e}")
+                continue
+            if too_thin(*x.shape[-2:]) or min(x.shape[-2:]) < self.eval_grid:
+                self._skip(i, 3, f"image {path}: {x.shape[-1]}x{x.shape[-2]} pixels is too small "
+                                 f"or too thin to crop")
                 continue
             if self.train:
                 g = sample_generator(self.seed, epoch, index)

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from swycc.io.files import file_kind
+
 
 log = logging.getLogger(__name__)
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
@@ -40,17 +42,32 @@ class ImageTooLargeError(ImageError):
 
 
 # Reasons a file of an image folder is left out of training (``ImageFolderDataset.skip_counts``).
-SKIP_REASONS = ("unreadable", "too_large", "unsupported_extension", "symlink_loop")
+SKIP_REASONS = ("unreadable", "too_large", "unsupported_extension", "symlink_loop", "too_small")
 _REASON_TEXT = {"unreadable": "unreadable", "too_large": "too large",
+                "too_small": "too small or too thin",
                 "unsupported_extension": "with an unsupported extension",
                 "symlink_loop": "symlink loop(s) or folder(s) reached twice"}
 
 
 def to_rgb_array(img: Image.Image) -> np.ndarray:
-    """Any PIL mode -> uint8 (H, W, 3). 16-bit is scaled by 1/257; alpha is composited on white."""
+    """Any PIL mode -> uint8 (H, W, 3). 16-bit is scaled by 1/257; alpha is composited on white.
+    32-bit integer pictures (TIFF) are taken as 16-bit when their values fit 0..65535, float
+    ones as [0, 1] intensities when they fit that; others have no faithful 8-bit form and are
+    refused (ImageError) rather than clipped to a black or white picture."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         a = np.asarray(img, dtype=np.float64)
+        if img.mode == "I" and a.size and (a.min() < 0 or a.max() > 65535):
+            raise ImageError(f"a 32-bit integer picture with values {a.min():.0f}..{a.max():.0f}"
+                             f" (outside 0..65535): no faithful 8-bit conversion; save it as an "
+                             f"8- or 16-bit image")
         a = np.clip(np.round(a / 257.0), 0, 255).astype(np.uint8)
+        return np.repeat(a[..., None], 3, axis=2)
+    if img.mode == "F":
+        a = np.asarray(img, dtype=np.float64)
+        if a.size and not (np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1):
+            raise ImageError("a floating-point picture with values outside [0, 1]: no faithful "
+                             "8-bit conversion; save it as an 8- or 16-bit image")
+        a = np.round(a * 255).astype(np.uint8)
         return np.repeat(a[..., None], 3, axis=2)
     if img.mode == "P":
         img = img.convert("RGBA")
@@ -64,6 +81,19 @@ def to_rgb_array(img: Image.Image) -> np.ndarray:
 def array_to_tensor(a: np.ndarray) -> torch.Tensor:
     """uint8 (H, W, 3) -> float (3, H, W) in [-1, 1]."""
     return torch.from_numpy(np.array(a, dtype=np.uint8)).permute(2, 0, 1).float() / 127.5 - 1.0
+
+
+# Pictures a dataset can crop: the shorter side at least MIN_SIDE pixels and the longer at most
+# MAX_ASPECT times it (a 1 x 5000 strip has no centre square to speak of, and resizing its
+# shorter side to 256 would make it 256 x 1.28 million pixels).
+MIN_SIDE = 8
+MAX_ASPECT = 16
+
+
+def too_thin(height: int, width: int) -> bool:
+    """A picture no dataset crops (see MIN_SIDE, MAX_ASPECT)."""
+    short, long = min(height, width), max(height, width)
+    return short < MIN_SIDE or long > MAX_ASPECT * short
 
 
 def pixel_limit(max_pixels: int | None = None) -> tuple[int | None, str]:
@@ -85,12 +115,22 @@ def _check_pixels(path: Path, size: tuple[int, int], max_pixels: int | None) -> 
 def image_size(path: str | os.PathLike, max_pixels: int | None = None) -> tuple[int, int]:
     """(width, height) from the file's header, without decoding the pixels; ImageError when
     missing or not an image, ImageTooLargeError when over the pixel limit (``pixel_limit``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"{path}: file not found")
+    path = _image_file(path)
     with _opened(path) as img:
         _check_pixels(path, img.size, max_pixels)
         return img.size
+
+
+def _image_file(path: str | os.PathLike) -> Path:
+    """``path`` if it is a regular file; ImageError saying what it is otherwise ("file not
+    found" only for what does not exist: a FIFO, directory or symlink loop is named)."""
+    path = Path(path)
+    kind = file_kind(path)
+    if kind == "missing":
+        raise ImageError(f"{path}: file not found")
+    if kind is not None:
+        raise ImageError(f"{path}: is {kind}, not a regular file")
+    return path
 
 
 @contextmanager
@@ -114,9 +154,7 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> torch.
     """(3, H, W) in [-1, 1]; ImageError naming the file when it is missing or not an image,
     ImageTooLargeError (before decoding) when it has more than ``max_pixels`` pixels (default:
     Pillow's decompression-bomb limit)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"{path}: file not found")
+    path = _image_file(path)
     with _opened(path) as img:
         _check_pixels(path, img.size, max_pixels)
         try:
@@ -126,6 +164,8 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> torch.
             return array_to_tensor(to_rgb_array(ImageOps.exif_transpose(img)))
         except Image.DecompressionBombError as e:
             raise ImageTooLargeError(f"{path}: {e}") from None
+        except ImageError as e:  # a picture with no faithful 8-bit form
+            raise ImageError(f"{path}: {e}") from None
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
             raise ImageError(f"{path}: not a readable image ({type(e).__name__})") from None
 

@@ -19,22 +19,29 @@ from __future__ import annotations
 import bisect
 import json
 import os
+import signal
 import struct
+import threading
 import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import safe_open, save_file
+from safetensors.torch import safe_open
 from tqdm import tqdm
 
 from swycc.data.images import IMAGE_EXTS, ImageError, center_crop_square, load_image
 
 MANIFEST, INDEX, FORMAT = "encode.json", "index.json", "swycc-latent-dataset"
 EncodeFn = Callable[[torch.Tensor], torch.Tensor]  # (B, 3, S, S) in [-1, 1] -> (B, C, h, w)
+
+
+class NoReadableImageError(ValueError):
+    """Every image of the folder was unreadable: there are no latents to write."""
 
 
 class LatentDatasetError(ValueError):
@@ -47,6 +54,7 @@ class EncodeSummary:
     shards_resumed: int  # finished by an earlier run, skipped
     images_skipped: int  # unreadable images met by this run
     index: dict | None  # the finalised index (world_size 1), else None: call finalize()
+    stopped: bool = False  # SIGTERM stopped it after a whole shard; re-run to resume
 
 
 # ---- the image folder ----
@@ -191,6 +199,37 @@ def encode_dataset(encode_fn: EncodeFn, identity: dict, data_dir: str | os.PathL
     bar = tqdm(total=done_files + sum(len(b) for b in batches), initial=done_files,
                disable=not progress, desc=f"encode rank {rank}/{world_size}", unit="img")
     skipped_total, it = 0, iter(loader)
+    with _stop_on_sigterm() as stop:
+        done = _encode_shards(todo, it, out, batch_size, encode_fn, flip, files, label_of, root,
+                              world_size, rank, bar, stop)
+    bar.close()
+    skipped_total = sum(done.values())
+    if len(done) < len(todo):  # stopped by SIGTERM after a whole shard
+        return EncodeSummary(len(done), len(shards) - len(todo), skipped_total, None, True)
+    index = finalize(out, export_stats=export_stats) if world_size == 1 else None
+    return EncodeSummary(len(todo), len(shards) - len(todo), skipped_total, index)
+
+
+@contextmanager
+def _stop_on_sigterm():
+    """{"hit": bool}, set by SIGTERM while the block runs (main thread only; the previous
+    handler is restored after)."""
+    stop = {"hit": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(hit=True))
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _encode_shards(todo, it, out: Path, batch_size: int, encode_fn, flip: bool, files, label_of,
+                   root: Path, world_size: int, rank: int, bar, stop: dict) -> dict[int, int]:
+    """Encode and write the shards ``todo`` in order, {shard: unreadable images}; stops after
+    a whole shard once ``stop["hit"]``."""
+    done: dict[int, int] = {}
     for k, chunk in todo:
         parts, skipped = [], []
         for _ in range(-(-len(chunk) // batch_size)):
@@ -201,11 +240,11 @@ def encode_dataset(encode_fn: EncodeFn, identity: dict, data_dir: str | os.PathL
             bar.update(len(idx))
         for i in skipped:
             warnings.warn(f"skipping unreadable image {root / files[i]}", stacklevel=2)
-        skipped_total += len(skipped)
         _write_shard(out / shard_name(world_size, rank, k), parts, chunk, skipped)
-    bar.close()
-    index = finalize(out, export_stats=export_stats) if world_size == 1 else None
-    return EncodeSummary(len(todo), len(shards) - len(todo), skipped_total, index)
+        done[k] = len(skipped)
+        if stop["hit"]:
+            break
+    return done
 
 
 def _encode_batch(encode_fn: EncodeFn, x: torch.Tensor, idx: torch.Tensor, flip: bool,
@@ -232,7 +271,9 @@ def _write_shard(path: Path, parts: list[dict], chunk: list[int], skipped: list[
                    "flipped": torch.zeros(0, dtype=torch.uint8)}
     meta = {"format": FORMAT + "-shard", "files": json.dumps(chunk), "skipped": json.dumps(skipped)}
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata=meta)
+    from swycc.io.files import save_safetensors
+
+    save_safetensors(tensors, tmp, metadata=meta)
     os.replace(tmp, path)
 
 
@@ -272,7 +313,8 @@ def finalize(out_dir: str | os.PathLike, progress: bool = False,
         shape = list(z.shape[1:])
         moments.update(z)
     if moments.mean is None:
-        raise LatentDatasetError(f"{out}: no readable image was encoded")
+        raise NoReadableImageError(f"{out}: no readable image was encoded (every image of "
+                                   f"the folder was skipped as unreadable)")
     mean, std = moments.mean.tolist(), moments.std().tolist()
     used = (mean, std) if export_stats is None else (list(export_stats.mean),
                                                      list(export_stats.std))

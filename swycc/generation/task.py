@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
 
 from swycc.config_types import ConfigError
 from swycc.generation.config import DiTRunConfig
@@ -125,8 +125,10 @@ def save_dit(model: DiT, cfg: DiTRunConfig, latents: dict, path: str | os.PathLi
     file = out / DIT_WEIGHTS
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tmp = file.with_name(f".{file.name}.tmp")
-    save_file(state, str(tmp), metadata={"format": DIT_FORMAT, "config": cfg.to_json(),
-                                         "latents": json.dumps(latents, sort_keys=True)})
+    from swycc.io.files import save_safetensors
+
+    save_safetensors(state, tmp, metadata={"format": DIT_FORMAT, "config": cfg.to_json(),
+                                           "latents": json.dumps(latents, sort_keys=True)})
     os.replace(tmp, file)
     return file
 
@@ -137,8 +139,12 @@ def load_dit(path: str | os.PathLike, map_location: str = "cpu") -> tuple[DiT, d
     """
     p = Path(path)
     file = p / DIT_WEIGHTS if p.is_dir() else p
-    if not file.is_file():
-        raise DiTCheckpointError(f"{file}: no such DiT export (expected a directory holding "
+    from swycc.io.files import file_kind
+
+    kind = file_kind(file)
+    if kind is not None:  # a FIFO would block the read: never opened
+        what = "no such DiT export" if kind == "missing" else f"is {kind}, not a regular file"
+        raise DiTCheckpointError(f"{file}: {what} (expected a directory holding "
                                  f"{DIT_WEIGHTS}, e.g. RUN/export)")
     try:
         with safe_open(str(file), framework="pt") as f:

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import safe_open, save_file
+from safetensors.torch import safe_open
+
+from swycc.config_types import loads_json
+from swycc.io.files import regular_file, save_safetensors
 
 
 class LatentsError(ValueError):
@@ -38,7 +41,7 @@ def save_latents(entries: list[LatentEntry], path: str | os.PathLike, config_jso
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        save_file(tensors, str(tmp), metadata=meta)
+        save_safetensors(tensors, tmp, metadata=meta)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -88,14 +91,18 @@ def load_latents(path: str | os.PathLike, latent_channels: int | None = None,
     """Every entry of a latents file, checked (see the module docstring); ``downsample``: the
     model's latent-to-pixel factor, to check that each entry's size fits its latents."""
     path = Path(path)
-    if not path.is_file():
-        raise LatentsError(f"{path}: no such latents file")
+    try:
+        regular_file(path, "latents file")  # a FIFO would block the read
+    except FileNotFoundError:
+        raise LatentsError(f"{path}: no such latents file") from None
+    except OSError as e:
+        raise LatentsError(str(e)) from None
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             if meta.get("format") != "swycc-latents":
                 raise LatentsError(f"{path}: not a swycc latents file")
-            info = _entry_info(path, json.loads(meta["entries"]))
+            info = _entry_info(path, loads_json(meta["entries"]))
             keys = set(f.keys())
             missing = [i for i in range(len(info)) if f"z.{i:06d}" not in keys]
             if missing:
@@ -103,7 +110,9 @@ def load_latents(path: str | os.PathLike, latent_channels: int | None = None,
                                    f"no tensor z.{missing[0]:06d}")
             entries = [LatentEntry(name, size, f.get_tensor(f"z.{i:06d}"))
                        for i, (name, size) in enumerate(info)]
-    except (SafetensorError, OSError, KeyError, TypeError, json.JSONDecodeError) as e:
+    except LatentsError:
+        raise
+    except (SafetensorError, OSError, KeyError, TypeError, ValueError) as e:
         raise LatentsError(f"{path}: unreadable latents file ({type(e).__name__}: {e})") from None
     if not entries:
         raise LatentsError(f"{path}: holds no latents")

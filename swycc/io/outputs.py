@@ -22,6 +22,7 @@ Run and report directories (``train``, ``eval``, ``demo``) own fixed file names 
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import unicodedata
@@ -44,17 +45,19 @@ class OutputError(ValueError):
     """An output path that cannot be used (exists, is a file where a directory is needed, ...)."""
 
 
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
+# control characters, path separators, and characters a shell would act on unquoted
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|$`;&'(){}\[\]!#~]")
 MAX_STEM_BYTES = 200
 
 
 def safe_stem(name: str, fallback: str = "image") -> str:
     """A file stem made from ``name`` that cannot leave its directory: the last path component
-    (``/`` and ``\\`` both count), without control or shell-hostile characters, leading dots or
-    spaces, at most 200 bytes; ``fallback`` when nothing is left."""
+    (``/`` and ``\\`` both count), without control or shell-hostile characters (each becomes
+    ``_``), leading dots, dashes (``-rf`` would read as an option) or spaces, at most 200 bytes;
+    ``fallback`` when nothing is left."""
     name = unicodedata.normalize("NFC", str(name))
     last = re.split(r"[/\\]", name)[-1]
-    stem = _UNSAFE.sub("_", last).strip().lstrip(".").strip()
+    stem = _UNSAFE.sub("_", last).strip().lstrip(".- ").strip()
     while len(stem.encode()) > MAX_STEM_BYTES:
         stem = stem[:-1]
     return stem or fallback
@@ -76,6 +79,20 @@ def check_dir_usable(directory: str | os.PathLike) -> None:
         raise OutputError(f"{where}{base} is a file, not a directory")
     if not os.access(base, os.W_OK | os.X_OK):
         raise OutputError(f"{directory}: {base} is not writable")
+
+
+def check_out_outside(out: str | os.PathLike, inputs: dict[str, str | os.PathLike | None]) -> None:
+    """``out`` is neither one of the folders a command reads nor inside one ({option: folder};
+    None: not given): a run would read its own outputs back (sample grids as training data,
+    latents as a class folder) on a re-run. Links are resolved."""
+    where = Path(out).resolve()
+    for option, folder in inputs.items():
+        if folder is None:
+            continue
+        base = Path(folder).resolve()
+        if where == base or base in where.parents:
+            raise OutputError(f"--out {out} is inside {option} {folder}: the command would "
+                              f"read its own outputs back; put --out outside the input")
 
 
 class OutputPlan:
@@ -178,8 +195,18 @@ class OutputPlan:
             for path, part in staged.items():
                 if not part.exists():
                     raise RuntimeError(f"{path}: staged but not written")
-            for path, part in staged.items():
-                os.replace(part, path)
+            placed: list[Path] = []
+            try:
+                for path, part in staged.items():
+                    if self.overwrite:
+                        os.replace(part, path)
+                    else:  # another run may have written it since check(): never clobber
+                        _place_new(part, path)
+                        placed.append(path)
+            except BaseException:
+                for path in placed:
+                    path.unlink(missing_ok=True)
+                raise
         except BaseException:
             for part in staged.values():
                 part.unlink(missing_ok=True)
@@ -197,4 +224,25 @@ class OutputPlan:
                 for a, b in self.renamed]
 
 
-__all__ = ["OutputError", "OutputPlan", "check_dir_usable", "safe_stem"]
+def _place_new(part: Path, path: Path) -> None:
+    """Rename ``part`` to ``path`` only if ``path`` does not exist, atomically (a hard link
+    fails when the name is taken), so that two runs into one --out cannot overwrite each other;
+    OutputError when it exists."""
+    try:
+        os.link(part, path)
+    except FileExistsError:
+        raise OutputError(f"{path}: exists (another run wrote it while this one worked); "
+                          f"nothing of this run was kept; pass --overwrite to replace it, or "
+                          f"use another --out") from None
+    except OSError as e:  # a file system without hard links: check, then rename
+        if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        if path.exists() or path.is_symlink():
+            raise OutputError(f"{path}: exists (another run wrote it while this one worked); "
+                              f"pass --overwrite to replace it, or use another --out") from None
+        os.replace(part, path)
+        return
+    part.unlink()
+
+
+__all__ = ["OutputError", "OutputPlan", "check_dir_usable", "check_out_outside", "safe_stem"]

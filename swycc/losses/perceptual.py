@@ -60,14 +60,24 @@ def load_weight_file(path: str | Path, hint: str) -> dict[str, torch.Tensor]:
 
     hint: where users get the file; part of the error when ``path`` does not exist.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsNotFoundError(f"weight file {path} does not exist. {hint}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    from swycc.io.files import file_kind
 
-        return load_file(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    path = Path(path)
+    kind = file_kind(path)
+    if kind == "missing":
+        raise WeightsNotFoundError(f"weight file {path} does not exist. {hint}")
+    if kind is not None:
+        raise WeightsError(f"weight file {path} is {kind}, not a regular file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(path)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a damaged or foreign file, whichever reader's error
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise WeightsError(f"weight file {path} is not a readable safetensors or torch state "
+                           f"dict ({type(e).__name__}: {first[:120]})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path} is not a flat state dict (name -> tensor)")
     return state

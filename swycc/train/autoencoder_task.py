@@ -14,7 +14,7 @@ from swycc.autoencoders.base import Autoencoder
 from swycc.config import Config
 from swycc.data import build_dataset
 from swycc.autoencoders.kinds import get_kind
-from swycc.train.loop import ConfigMismatchError, TrainResult, train
+from swycc.train.loop import ConfigMismatchError, TrainingDivergedError, TrainResult, train
 
 
 class AutoencoderTask:
@@ -104,17 +104,22 @@ def load_initial_weights(model: Autoencoder, cfg: Config) -> None:
 
 def train_autoencoder(cfg: Config, out_dir: str | Path, device: str | None = None,
                       max_steps: int | None = None, progress: bool = True,
-                      tensorboard: bool = False) -> TrainResult:
+                      tensorboard: bool = False, allow_data_change: bool = False) -> TrainResult:
     """Train (or resume) ``cfg`` in ``out_dir``; at the end, the export gets the per-channel
     statistics of its latents over the training data (``swycc.autoencoders.latent_stats``).
     ``tensorboard``: also log to ``out_dir/tb``."""
-    from swycc.autoencoders.latent_stats import TRAINING_IMAGES
+    from swycc.autoencoders.latent_stats import TRAINING_IMAGES, LatentStatsError
     from swycc.autoencoders.stats_export import store_latent_stats
 
     res = train(AutoencoderTask(cfg), out_dir, device=device, max_steps=max_steps,
-                progress=progress, tensorboard=tensorboard)
+                progress=progress, tensorboard=tensorboard, allow_data_change=allow_data_change)
     if res.export is not None and res.stopped_by != "signal":  # rank 0 wrote it; a SIGTERM
         # (pre-emption) exits at once: the run's resumption measures them
         where = device or ("cuda" if torch.cuda.is_available() else "cpu")  # as the loop's
-        store_latent_stats(res.export, TRAINING_IMAGES, device=where, progress=progress)
+        try:
+            store_latent_stats(res.export, TRAINING_IMAGES, device=where, progress=progress)
+        except LatentStatsError as e:  # non-finite (or constant) latents: the weights blew up
+            raise TrainingDivergedError(
+                f"training diverged: the exported model's latents are not usable ({e}); lower "
+                f"the learning rate (train.lr); the checkpoints are kept") from None
     return res

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+
+from swycc.io.files import regular_file, save_safetensors
 
 _TENSOR = "__tensor__"
 
@@ -84,10 +86,14 @@ class CheckpointDir:
         name = f"step-{step:08d}"
         final, tmp = self.root / name, self.root / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
         skeleton, tensors = flatten(state)
-        save_file(tensors, str(tmp / "state.safetensors"))
-        (tmp / "state.json").write_text(json.dumps(skeleton))
+        try:  # a full disk (or any failure) leaves no half-written directory behind
+            tmp.mkdir()
+            save_safetensors(tensors, tmp / "state.safetensors")
+            (tmp / "state.json").write_text(json.dumps(skeleton))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         _write_atomic(self.root / "latest", name)
@@ -99,7 +105,8 @@ class CheckpointDir:
         if path is None:
             return None
         skeleton = json.loads((path / "state.json").read_text())
-        tensors = load_file(str(path / "state.safetensors"), device=device)
+        tensors = load_file(str(regular_file(path / "state.safetensors", "checkpoint")),
+                            device=device)
         return unflatten(skeleton, tensors)
 
     def latest_config(self) -> dict | None:

@@ -35,7 +35,8 @@ from swycc.train.distributed import DistInfo, any_true, barrier, init_distribute
 from swycc.train.ema import EMA
 from swycc.train.optim import lr_at, make_optimizer, optimizer_step, set_lr
 from swycc.train.reporting import MetricsLog
-from swycc.train.run_dir import (ConfigMismatchError, RunLock, read_run_config,
+from swycc.train.run_dir import (ConfigMismatchError, RunLock, check_data_manifest,
+                                 data_manifest, read_run_config, write_data_manifest,
                                  write_run_config)
 
 __all__ = ["ConfigMismatchError", "TrainResult", "TrainTask", "TrainingDivergedError", "train"]
@@ -106,8 +107,9 @@ class _Divergence:
 
 def train(task: TrainTask, out_dir: str | Path, device: str | None = None,
           max_steps: int | None = None, progress: bool = True,
-          tensorboard: bool = False) -> TrainResult:
-    """``tensorboard``: also log scalars and preview grids to ``<out>/tb``."""
+          tensorboard: bool = False, allow_data_change: bool = False) -> TrainResult:
+    """``tensorboard``: also log scalars and preview grids to ``<out>/tb``. A run resumed on a
+    data folder whose files (names, sizes) changed is refused unless ``allow_data_change``."""
     tc = task.train_config
     out = Path(out_dir)
     if max_steps is not None and max_steps < 0:
@@ -135,11 +137,15 @@ def train(task: TrainTask, out_dir: str | Path, device: str | None = None,
     for old in (read_run_config(out), CheckpointDir(out).latest_config()):
         if old is not None:
             task.check_resume(old)
+    manifest = data_manifest(dataset)
+    if CheckpointDir(out).latest() is not None:
+        check_data_manifest(out, manifest, allow_data_change)
 
     lock = RunLock(out).acquire() if info.is_main else None
     try:
         if info.is_main:
             write_run_config(out, task.config_dict())
+            write_data_manifest(out, manifest)
         return _run(task, out, info, micro, dataset, model, objective, max_steps, progress,
                     tensorboard)
     finally:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from swycc.config import GUIDANCE_RANGE
 from swycc.autoencoders.base import Autoencoder
 from swycc.data.images import array_to_tensor, resize, save_image
 from swycc.autoencoders.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
@@ -113,6 +114,9 @@ def check_settings(steps: float, guidance: float, samples: float, seed: float) -
         raise WebInputError(f"steps and samples must be >= 1, got {steps} and {samples}")
     if guidance is None or not np.isfinite(float(guidance)):
         raise WebInputError(f"guidance must be a finite number, got {guidance!r}")
+    lo, hi = GUIDANCE_RANGE
+    if not lo <= float(guidance) <= hi:
+        raise WebInputError(f"guidance must be in [{lo:g}, {hi:g}], got {guidance!r}")
     return int(steps), float(guidance), int(samples), int(seed)
 
 
