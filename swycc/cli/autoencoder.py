@@ -24,6 +24,9 @@ def register(sub) -> None:
     p.add_argument("--steps", type=positive_int, default=20)
     p.add_argument("--guidance", type=finite_float, default=0.5)
     p.add_argument("--samples", type=positive_int, default=4)
+    p.add_argument("--photo-size", type=photo_size, default=128,
+                   help="side of the whole test-split photos shown beside the crops "
+                        "(a multiple of 8; 0: none)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("train", help="train an autoencoder (re-run the same command to resume)")
@@ -212,4 +215,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, build_config(args) if args.train else None, args.checkpoint,
                     device=args.device, steps=args.steps, guidance=args.guidance,
                     samples=args.samples, seed=args.seed or 0, max_steps=args.max_steps,
-                    progress=not args.no_progress, preset=args.preset)
+                    progress=not args.no_progress, preset=args.preset,
+                    photo_size=args.photo_size)
+
+
+def photo_size(text: str) -> int:
+    """0 (no whole photos) or a positive multiple of 8."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0 or value % 8:
+        raise argparse.ArgumentTypeError(f"must be 0 or a multiple of 8, got {value}")
+    return value
