@@ -66,13 +66,14 @@ def test_reconstruct_encode_decode(files, tmp_path, capsys):
 def test_demo_on_a_checkpoint(files, tmp_path, capsys):
     root, _ = files
     assert main(["demo", "--checkpoint", str(root / "model"), "--steps", "2", "--samples", "3",
-                 "--out", str(tmp_path / "demo"), "--preset", "tiny"]) == 0
+                 "--out", str(tmp_path / "demo"), "--preset", "tiny", "--photo-size", "0"]) == 0
     stats = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     for key in ("psnr_initial", "psnr_samples", "perceptual_effnetlite0_initial",
                 "perceptual_effnetlite0_samples", "gradient_energy_ratio_samples",
                 "variance_texture_correlation"):
         assert np.isfinite(stats[key]), key
     assert (tmp_path / "demo" / "grid.png").exists() and (tmp_path / "demo" / "variance.png").exists()
+    assert not (tmp_path / "demo" / "photos.png").exists() and "whole_photos" not in stats
 
 
 def test_bad_inputs_give_one_line_and_no_output(files, tmp_path, capsys):

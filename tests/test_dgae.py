@@ -111,10 +111,12 @@ def test_method_dgae_on_every_cli_verb(tmp_path, capsys):
                  "--out", str(tmp_path / "z.safetensors")]) == 0
     assert main(["decode", str(tmp_path / "z.safetensors"), *ck, "--out", str(tmp_path / "d")]) == 0
     assert Image.open(tmp_path / "d" / "a.png").size == (28, 20)
-    assert main(["demo", *ck, "--samples", "2", "--out", str(tmp_path / "demo")]) == 0
+    assert main(["demo", *ck, "--samples", "2", "--photo-size", "16",
+                 "--out", str(tmp_path / "demo")]) == 0
     stats = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert stats["method"] == "dgae" and np.isfinite(stats["psnr_samples"])
     assert "psnr_initial" not in stats  # DGAE has no deterministic reconstruction
+    assert "psnr_initial" not in stats["whole_photos"]["mean"]
     ev = ["eval", *ck, "--num-images", "4", "--no-cache", "--no-progress",
           "--metrics", "psnr,ssim", "--out", str(tmp_path / "ev")]
     assert main(ev) == 0

@@ -41,7 +41,8 @@ def test_reconstruct_defaults_to_shipped_model(tmp_path, capsys):
 def test_demo_uses_shipped_model(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--steps", "2", "--samples", "2",
-                 "--no-progress"]) == 0
+                 "--photo-size", "64", "--no-progress"]) == 0
     stats = json.loads((out / "metrics.json").read_text())
     assert stats["checkpoint"].endswith("model.safetensors") and stats["images"] == 16
     assert (out / "grid.png").exists() and (out / "variance.png").exists()
+    assert (out / "photos.png").exists() and stats["whole_photos"]["size"] == 64

@@ -1,70 +1,23 @@
-"""``swycc ship-check``: the bicubic baseline and the colour shift against hand-computed values,
-the PASS/FAIL rules on made-up numbers, the verb end to end on tiny random models, bad input."""
+"""``swycc ship-check``: the PASS/FAIL rules on made-up numbers, each criterion's verdict on
+hand-made reconstructions whose verdict is known (a colour offset of 3 levels, a perfect decoder,
+a blurring sampler) through the real measurement, the verb end to end on tiny random models at
+two sizes, the model card reading its report, bad input. (The maths: test_metrics_photo.py.)"""
 
 import json
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from swycc.cli import main
-from swycc.experiments.ship_check import (MAX_COLOUR_SHIFT, bicubic_from_eighth, colour_shift,
-                              judge_held_back, judge_model)
+from swycc.experiments.ship_check import (MAX_COLOUR_SHIFT, MIN_GAIN_DB, judge_held_back,
+                                          judge_model, measure_decoders)
+from swycc.metrics import maths
 
 
-def keys_cubic(d: float, a: float = -0.75) -> float:
-    """Keys' cubic convolution kernel (what bicubic interpolation weights neighbours by)."""
-    d = abs(d)
-    if d <= 1:
-        return (a + 2) * d ** 3 - (a + 3) * d ** 2 + 1
-    return a * d ** 3 - 5 * a * d ** 2 + 8 * a * d - 4 * a if d < 2 else 0.0
-
-
-def test_bicubic_from_eighth_by_hand():
-    # two 8x8 patches side by side, each with mean 0 (left) and 1 (right) but not constant:
-    # only the patch means survive the downsampling
-    x = torch.zeros(1, 3, 8, 16)
-    x[..., :, 8:] = 1.0
-    x[..., 0:4, 0] += 0.5
-    x[..., 4:8, 0] -= 0.5  # left patch mean still 0
-    y = bicubic_from_eighth(x)
-    assert y.shape == x.shape
-    # output column j samples the 2-pixel low-res row at s = (j + 0.5) / 8 - 0.5, edges
-    # replicated: v(j) = sum_k keys(s - k) * low[clamp(k)]
-    low = [0.0, 1.0]
-    for j in range(16):
-        s = (j + 0.5) / 8 - 0.5
-        k0 = int(np.floor(s))
-        want = sum(keys_cubic(s - k) * low[min(max(k, 0), 1)] for k in range(k0 - 1, k0 + 3))
-        assert y[0, 0, 3, j].item() == pytest.approx(min(max(want, -1), 1), abs=1e-6), j
-    # column 7 by hand: s = 0.4375, neighbours 0, 0, 1, 1 -> keys(0.5625) + keys(1.5625)
-    assert y[0, 1, 0, 7].item() == pytest.approx(0.51055908203125 - 0.08074951171875, abs=1e-6)
-    assert y[0, 2, 5, 8].item() == pytest.approx(1 - 0.4298095703125, abs=1e-6)  # symmetric
-    assert torch.equal(bicubic_from_eighth(torch.full((2, 3, 16, 16), 0.25)),
-                       torch.full((2, 3, 16, 16), 0.25))  # a flat image is kept exactly
-    with pytest.raises(ValueError, match="multiple of 8"):
-        bicubic_from_eighth(torch.zeros(1, 3, 12, 16))
-
-
-def test_colour_shift_by_hand():
-    x = torch.zeros(2, 3, 4, 4)
-    y = x.clone()
-    y[0, 0, :2, :2] = 0.5  # R: +0.5 on 4 of 16 pixels -> +0.125 -> 15.9375 levels
-    y[0, 1] = -0.2  # G: -0.2 everywhere -> 25.5 levels
-    y[1, 2, 0, 0] = 16 / 127.5  # B: 16 levels on 1 of 16 pixels -> 1 level
-    shift, rgb = colour_shift(y, x)
-    assert rgb[0].tolist() == pytest.approx([15.9375, 25.5, 0.0])
-    assert rgb[1].tolist() == pytest.approx([0.0, 0.0, 1.0])
-    assert shift.tolist() == pytest.approx([25.5, 1.0])
-    # a shift up on one half and down on the other cancels: colour shift is about the mean
-    z = x[:1].clone()
-    z[..., :2, :] = 0.1
-    z[..., 2:, :] = -0.1
-    assert colour_shift(z, x[:1])[0].item() == pytest.approx(0.0, abs=1e-9)
-
-
-def _row(name, shift, psnr_i=25.0, psnr_b=24.0, spec_i=5.0, spec_s=3.0):
+def _row(name, shift, psnr_i=27.0, psnr_b=24.0, spec_i=5.0, spec_s=3.0):
     return {"image": name, "psnr_initial": psnr_i, "psnr_bicubic": psnr_b,
             "colour_shift_initial": shift, "spectrum_db_initial": spec_i,
             "spectrum_db_sample": spec_s}
@@ -77,10 +30,15 @@ def test_judge_model_rules():
     bad = judge_model([_row("a", 0.0), _row("b", 0.0), _row("c", 2.01)])
     assert not bad["2_colour_shift"]["pass"] and bad["2_colour_shift"]["images_over"] == ["c"]
     assert bad["2_colour_shift"]["mean_shift"] == pytest.approx(0.67)
-    # criterion 1 on the means: 25 + 22 < 24 + 24
-    c = judge_model([_row("a", 0, psnr_i=25, psnr_b=24), _row("b", 0, psnr_i=22, psnr_b=24)])
+    # criterion 1 on the means, by MIN_GAIN_DB: (27 + 23) / 2 = 25 vs 24: +1 dB is not enough
+    c = judge_model([_row("a", 0, psnr_i=27, psnr_b=24), _row("b", 0, psnr_i=23, psnr_b=24)])
     assert not c["1_initial_beats_bicubic"]["pass"]
-    assert c["1_initial_beats_bicubic"]["psnr_initial"] == pytest.approx(23.5)
+    assert c["1_initial_beats_bicubic"]["gain_db"] == pytest.approx(1.0)
+    assert MIN_GAIN_DB == 2.0
+    assert judge_model([_row("a", 0, psnr_i=26.0, psnr_b=24.0)])[
+        "1_initial_beats_bicubic"]["pass"]  # exactly +2 dB passes
+    assert not judge_model([_row("a", 0, psnr_i=25.99, psnr_b=24.0)])[
+        "1_initial_beats_bicubic"]["pass"]
     c = judge_model([_row("a", 0, spec_i=3.0, spec_s=3.0)])  # not closer: fails
     assert not c["3_sample_spectrum"]["pass"]
 
@@ -102,6 +60,86 @@ def test_judge_held_back_directions():
     r = judge_held_back({"D_Initial": {"psnr": 24.85, "fd_effnetlite0": 10.3}}, init)
     assert [c["pass"] for c in r["comparisons"]] == [False, False]
     assert judge_held_back({"D_Initial": {"psnr": 24.95, "fd_effnetlite0": 10.15}}, init)["pass"]
+
+
+# ---- the criteria on hand-made reconstructions -------------------------------------------------
+
+
+def hand_made_photos(n: int = 3, size: int = 32) -> torch.Tensor:
+    """Seeded colour gradients with texture, in [-0.8, 0.8] (an offset of a few levels never
+    clamps), 8-bit quantised."""
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size),
+                            indexing="ij")
+    base = torch.stack([xx, yy, -xx * yy])
+    x = torch.stack([base.roll(k, 0) * 0.5 + 0.25 * torch.rand(3, size, size, generator=g) - 0.1
+                     for k in range(n)])
+    return maths.quantized(x.clamp(-0.8, 0.8))
+
+
+def blur(x: torch.Tensor) -> torch.Tensor:
+    """A 5x5 box blur (replicated edges), 8-bit quantised: a sampler that adds no texture."""
+    return maths.quantized(F.avg_pool2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), 5, stride=1))
+
+
+@pytest.fixture(scope="module")
+def extractors():
+    from swycc.experiments.ship_check import HELD_BACK
+    from swycc.metrics.evaluate import load_extractors
+
+    return load_extractors(list(HELD_BACK))
+
+
+def verdicts(x, initial, sample, extractors) -> dict:
+    names = [f"p{i}.png" for i in range(len(x))]
+    got = measure_decoders(names, x, initial, sample, extractors)
+    return {k[0]: c for k, c in got["criteria"].items()} | {"all": got}
+
+
+def test_a_colour_offset_of_3_levels_fails_criterion_2(extractors):
+    x = hand_made_photos()
+    red = torch.zeros(1, 3, 1, 1)
+    red[0, 0] = 3 / 127.5  # + 3 levels on the red channel, everywhere
+    v = verdicts(x, maths.quantized(x + red), x, extractors)
+    assert not v["2"]["pass"] and len(v["2"]["images_over"]) == len(x)
+    rows = v["all"]["per_image"]
+    assert [r["colour_shift_rgb"] for r in rows] == [[3.0, 0.0, 0.0]] * len(x)
+    # minus 2 levels on green is within the limit (a signed error, judged by its size)
+    green = torch.zeros(1, 3, 1, 1)
+    green[0, 1] = -2 / 127.5
+    v = verdicts(x, maths.quantized(x + green), x, extractors)
+    assert v["2"]["pass"] and v["2"]["worst_shift"] == pytest.approx(2.0)
+    assert v["all"]["per_image"][0]["colour_shift_rgb"] == [0.0, -2.0, 0.0]
+
+
+def test_a_perfect_decoder_passes_criterion_1_and_bicubic_fails_it(extractors):
+    from swycc.metrics.photo import bicubic_from_eighth
+
+    x = hand_made_photos()
+    v = verdicts(x, x, x, extractors)
+    assert v["1"]["pass"] and v["1"]["psnr_initial"] == float("inf") and v["2"]["pass"]
+    assert v["all"]["held_back"]["D_Initial"]["psnr"] == float("inf")
+    assert v["all"]["gradient_energy_ratio"] == {"D_Initial": 1.0, "samples": 1.0}
+    bicubic = maths.quantized(bicubic_from_eighth(x))  # no better than itself: +0 dB
+    v = verdicts(x, bicubic, x, extractors)
+    assert not v["1"]["pass"] and v["1"]["gain_db"] == pytest.approx(0.0)
+
+
+def test_a_blurring_sampler_fails_criterion_3(extractors):
+    x = hand_made_photos()
+    v = verdicts(x, x, blur(x), extractors)  # D_Initial exact, samples blurred
+    assert not v["3"]["pass"] and v["3"]["spectrum_db_initial"] == 0.0
+    ge = v["all"]["gradient_energy_ratio"]
+    assert ge["samples"] < 0.5 < ge["D_Initial"] == 1.0
+    v = verdicts(x, blur(x), x, extractors)  # the other way round: samples restore texture
+    assert v["3"]["pass"] and v["3"]["spectrum_db_sample"] == 0.0
+    # criterion 4 sees the blur too: the blurred decoder is worse than the exact one
+    worse = judge_held_back(verdicts(x, blur(x), blur(x), extractors)["all"]["held_back"],
+                            verdicts(x, x, x, extractors)["all"]["held_back"])
+    assert not worse["pass"]
+
+
+# ---- the verb end to end -----------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -128,34 +166,48 @@ def setup(tmp_path_factory):
 def test_ship_check_end_to_end(setup, tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["ship-check", "--candidate", str(setup / "m1"), "--baseline", str(setup / "m0"),
-                 "--data", str(setup / "photos"), "--out", str(out), "--size", "32",
+                 "--data", str(setup / "photos"), "--out", str(out), "--sizes", "16,32",
                  "--no-progress"])
     report = json.loads((out / "report.json").read_text())
     assert code == report["exit_status"] == (0 if report["pass"] else 1)
     printed = capsys.readouterr().out
-    assert printed.count("[PASS]") + printed.count("[FAIL]") == 7  # 3 per model + criterion 4
-    assert report["images"] == 2 and report["image_size"] == 32
+    # 3 criteria per model and size, criterion 4 per size
+    assert printed.count("[PASS]") + printed.count("[FAIL]") == 2 * 2 * 3 + 2
+    assert report["images"] == 2 and report["sizes"] == [16, 32]
     cand, base = report["candidate"], report["baseline"]
-    assert [r["image"] for r in cand["per_image"]] == ["p0.png", "p1.png"]
-    for r in cand["per_image"]:
-        assert r["colour_shift_initial"] == pytest.approx(max(r["colour_shift_rgb"]), abs=1e-3)
-    # the bicubic baseline does not depend on the model
-    assert [r["psnr_bicubic"] for r in cand["per_image"]] == \
-        [r["psnr_bicubic"] for r in base["per_image"]]
-    c1 = cand["criteria"]["1_initial_beats_bicubic"]
-    assert c1["pass"] == (c1["psnr_initial"] > c1["psnr_bicubic"])
-    assert {c["decoder"] for c in report["4_held_back_no_worse"]["comparisons"]} == \
+    assert list(cand["at"]) == list(base["at"]) == ["16", "32"]
+    for size, at in cand["at"].items():
+        assert [r["image"] for r in at["per_image"]] == ["p0.png", "p1.png"]
+        for r in at["per_image"]:
+            assert r["colour_shift_initial"] == pytest.approx(
+                max(abs(c) for c in r["colour_shift_rgb"]), abs=1e-3)
+        # the bicubic baseline does not depend on the model
+        assert [r["psnr_bicubic"] for r in at["per_image"]] == \
+            [r["psnr_bicubic"] for r in base["at"][size]["per_image"]]
+        c1 = at["criteria"]["1_initial_beats_bicubic"]
+        assert c1["pass"] == (c1["psnr_initial"] >= c1["psnr_bicubic"] + 2.0)
+        # beside the criteria: codecs at the 2-channel fp16 latent's bytes, gradient energy
+        assert at["latent_bytes"] == at["codecs"]["budget_bytes"] == 2 * (int(size) // 8) ** 2 * 2
+        for fmt in ("jpeg", "webp"):
+            c = at["codecs"][fmt]
+            assert len(c["per_image"]) == 2
+            assert all(r is None or r["bytes"] <= at["latent_bytes"] for r in c["per_image"])
+            assert (c["psnr"] is None) == (c["images_fit"] == 0)
+        assert set(at["gradient_energy_ratio"]) == {"D_Initial", "samples"}
+    assert set(report["4_held_back_no_worse"]) == {"16", "32"}
+    assert {c["decoder"] for c in report["4_held_back_no_worse"]["16"]["comparisons"]} == \
         {"D_Initial", "samples"}
-    assert Image.open(out / "grid.png").size == (6 * 34 + 2, 14 + 2 * 34 + 2)
-    assert "colour shift" in (out / "report.md").read_text()
-    # a model against itself: criterion 4 passes (equal is no worse), same numbers both sides
-    code = main(["ship-check", "--candidate", str(setup / "m0"), "--baseline",
-                 str(setup / "m0" / "model.safetensors"), "--data", str(setup / "photos"),
-                 "--out", str(out), "--size", "32", "--no-progress"])
-    again = json.loads((out / "report.json").read_text())
-    assert again["4_held_back_no_worse"]["pass"]
-    assert again["candidate"]["per_image"] == again["baseline"]["per_image"]
-    assert again["baseline"]["per_image"] == base["per_image"]  # seeded: m0 measured alike
+    assert Image.open(out / "grid.png").size == (6 * 18 + 2, 14 + 2 * 18 + 2)  # first size
+    md = (out / "report.md").read_text()
+    assert "colour shift" in md and "| candidate | 32 | p1.png |" in md and "PSNR JPEG" in md
+    # the model card reads the two-size report
+    from swycc.autoencoders.base import Autoencoder
+
+    Autoencoder.from_pretrained(setup / "m1").save_pretrained(tmp_path / "exp",
+                                                              ship_check=out / "report.json")
+    card = (tmp_path / "exp" / "README.md").read_text()
+    assert "at 16 and 32 px" in card and "- 2_colour_shift at 32 px:" in card
+    assert f"| 32 | D_Initial | {cand['at']['32']['held_back']['D_Initial']['psnr']:.4g} |" in card
 
 
 def test_ship_check_bad_input(setup, tmp_path, capsys):
@@ -164,7 +216,8 @@ def test_ship_check_bad_input(setup, tmp_path, capsys):
     for argv, words in [
         (["--data", str(tmp_path / "empty")], "no images"),
         (["--data", str(tmp_path / "missing")], "no such image folder"),
-        (["--data", str(setup / "photos"), "--size", "36"], "multiple of 8"),
+        (["--data", str(setup / "photos"), "--sizes", "32,36"], "multiples of 8"),
+        (["--data", str(setup / "photos"), "--sizes", "32,x"], "sizes like 128,256"),
         (["--data", str(setup / "photos"), "--baseline", str(tmp_path / "nope")],
          "no such checkpoint"),
     ]:

@@ -26,18 +26,23 @@ def _data_line(cfg) -> str:
 
 def _ship_check_lines(report: dict) -> list[str]:
     cand = report.get("candidate") or {}
+    # one block per size: a report of several sizes keeps them under candidate["at"]
+    at = cand.get("at") or {str(report.get("image_size")): cand}
     lines = [f"## Metrics (`swycc ship-check`: {report.get('images')} held-out photos of "
-             f"`{Path(str(report.get('data'))).name}` at {report.get('image_size')} px, "
+             f"`{Path(str(report.get('data'))).name}` at {' and '.join(at)} px, "
              f"{report.get('steps')} steps, guidance {report.get('guidance')})", ""]
-    held = cand.get("held_back") or {}
-    names = list(next(iter(held.values()), {}))
-    if names:
-        lines += ["| decoder | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-        lines += [f"| {decoder} | " + " | ".join(f"{values[n]:.4g}" for n in names) + " |"
-                  for decoder, values in held.items()]
-        lines.append("")
-    lines += [f"- {name}: {'PASS' if crit.get('pass') else 'FAIL'}"
-              for name, crit in (cand.get("criteria") or {}).items()]
+    for size, block in at.items():
+        held = block.get("held_back") or {}
+        names = list(next(iter(held.values()), {}))
+        if names:
+            lines += ["| px | decoder | " + " | ".join(names) + " |",
+                      "|---" * (len(names) + 2) + "|"]
+            lines += [f"| {size} | {decoder} | " + " | ".join(f"{values[n]:.4g}" for n in names)
+                      + " |" for decoder, values in held.items()]
+            lines.append("")
+        lines += [f"- {name}{'' if len(at) == 1 else f' at {size} px'}: "
+                  f"{'PASS' if crit.get('pass') else 'FAIL'}"
+                  for name, crit in (block.get("criteria") or {}).items()]
     lines += [f"- verdict: {'PASS' if report.get('pass') else 'FAIL'} against the baseline "
               f"`{(report.get('baseline') or {}).get('checkpoint', '?')}`", ""]
     return lines

@@ -13,7 +13,7 @@ from swycc.cli.args import (MAX_PIXELS_ENCODE, add_sampling_options, add_train_o
                             samples_int, sampling_steps_int, save_samples, tiling)
 from swycc.autoencoders.kinds import with_method
 from swycc.io.outputs import check_out_outside
-from swycc.config import PRESETS, get_preset
+from swycc.config import MAX_IMAGE_SIZE, PRESETS, get_preset
 
 
 def register(sub) -> None:
@@ -26,6 +26,9 @@ def register(sub) -> None:
     p.add_argument("--steps", type=sampling_steps_int, default=20)
     p.add_argument("--guidance", type=guidance_float, default=0.5)
     p.add_argument("--samples", type=samples_int, default=4)
+    p.add_argument("--photo-size", type=photo_size, default=128,
+                   help="side of the whole test-split photos shown beside the crops "
+                        "(a multiple of 8; 0: none)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("train", help="train an autoencoder (re-run the same command to resume)")
@@ -186,4 +189,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, build_config(args) if args.train else None, args.checkpoint,
                     device=args.device, steps=args.steps, guidance=args.guidance,
                     samples=args.samples, seed=args.seed or 0, max_steps=args.max_steps,
-                    progress=not args.no_progress, preset=args.preset)
+                    progress=not args.no_progress, preset=args.preset,
+                    photo_size=args.photo_size)
+
+
+def photo_size(text: str) -> int:
+    """0 (no whole photos) or a positive multiple of 8."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0 or value % 8 or value > MAX_IMAGE_SIZE:
+        raise argparse.ArgumentTypeError(f"must be 0 or a multiple of 8 up to {MAX_IMAGE_SIZE}, "
+                                         f"got {value}")
+    return value

@@ -6,9 +6,23 @@ import argparse
 import json
 from pathlib import Path
 
-from swycc.cli.args import device_arg, image_size_int, seed_int
+from swycc.cli.args import device_arg, seed_int
+from swycc.config import MAX_IMAGE_SIZE
 from swycc.experiments import ship_check as ship_check_module
-from swycc.experiments.ship_check import SIZE, markdown, ship_check, summary_lines
+from swycc.experiments.ship_check import SIZES, ship_check
+from swycc.experiments.ship_check_report import markdown, summary_lines
+
+
+def size_list(text: str) -> tuple[int, ...]:
+    """"128,256" -> (128, 256): positive multiples of 8."""
+    try:
+        sizes = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 128,256, got {text!r}") from None
+    if not sizes or any(s < 8 or s % 8 or s > MAX_IMAGE_SIZE for s in sizes):
+        raise argparse.ArgumentTypeError(f"sizes must be multiples of 8 up to {MAX_IMAGE_SIZE}, "
+                                         f"got {text!r}")
+    return sizes
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -16,8 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", help="default: the model shipped with swycc")
     p.add_argument("--data", required=True, help="folder of whole photos kept out of training")
     p.add_argument("--out", required=True, help="directory for report.json, report.md, grid.png")
-    p.add_argument("--size", type=image_size_int, default=SIZE,
-                   help=f"pixels of the centre square (default {SIZE}: the criteria's)")
+    p.add_argument("--sizes", type=size_list, default=SIZES,
+                   help="pixels of the centre square, each checked (default "
+                        f"{','.join(map(str, SIZES))}: the criteria's)")
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--device", type=device_arg, default="cpu")
     p.add_argument("--no-progress", action="store_true")
@@ -33,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     files = [plan.add_file(out / n) for n in ("report.json", "report.md", "grid.png")]
     plan.check()
     report, images = ship_check(args.candidate, args.baseline or str(default_checkpoint()),
-                                args.data, size=args.size, seed=args.seed, device=args.device,
+                                args.data, sizes=args.sizes, seed=args.seed, device=args.device,
                                 progress=not args.no_progress)
     cols = ["original", "bicubic", "candidate_initial", "candidate_sample", "baseline_initial",
             "baseline_sample"]

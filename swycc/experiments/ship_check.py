@@ -3,16 +3,17 @@
     swycc ship-check --candidate runs/x/export --data /work/photoset/test --out runs/ship
 
 Measured on whole photos kept out of training (e.g. ``swycc photoset``'s ``test/``): each image's
-largest centre square, resized to 128 px (models trained on smaller crops decode it whole: they
-are convolutional), quantised to 8 bits like every reconstruction before any number. Criteria,
-each PASS/FAIL with its numbers, for both models:
+largest centre square, resized to each of ``--sizes`` (default 128 and 256 px, both in one run;
+models trained on smaller crops decode it whole: they are convolutional), quantised to 8 bits
+like every reconstruction before any number. Criteria, each PASS/FAIL with its numbers, for both
+models at every size (the maths: ``swycc.metrics.photo``):
 
-1. D_Initial beats bicubic-from-1/8: mean PSNR of D_Initial above that of the bicubic baseline
-   (each 8x8 patch averaged to its mean colour, i.e. area downsampling by 8: 3 numbers per patch;
-   then bicubic upsampling back to full size).
+1. D_Initial beats bicubic-from-1/8 by ``MIN_GAIN_DB`` (2.0 dB): mean PSNR of D_Initial at least
+   that far above the bicubic baseline's (each 8x8 patch averaged to its mean colour, i.e. area
+   downsampling by 8: 3 numbers per patch; then bicubic upsampling back to full size).
 2. Colour: D_Initial's colour shift is at most 2 levels (of 255) on EVERY image. Colour shift of
-   an image: for each RGB channel |mean over pixels of the reconstruction - mean over pixels of
-   the original| in 8-bit levels; the largest of the three.
+   an image: per RGB channel the signed error mean(reconstruction) - mean(original) in 8-bit
+   levels; the largest magnitude of the three.
 3. Texture: samples (20 DDIM steps, guidance 0.5) are closer to the original's radial power
    spectrum than D_Initial is (``swycc.metrics.spectrum``, dB, mean over images).
 4. The held-back metrics of ``swycc eval`` (PSNR, SSIM and the EfficientNet-Lite0 proxies, of
@@ -24,10 +25,15 @@ each PASS/FAIL with its numbers, for both models:
    / 6% / 15% for perceptual / FD / MMD. Without them a model equal to the baseline would fail
    on the sampling noise of a handful of photos.
 
-The candidate passes when it meets 1-4. Writes report.json, report.md and grid.png (rows: images;
-columns: original | bicubic-1/8 | D_Initial and sample of each model). Exit status: 0 the
-candidate passes every criterion; 1 it fails at least one (the report is still written);
-2 bad input (nothing written).
+Reported beside them, not criteria: JPEG and WebP at each model's latent size in bytes (fp16:
+C x H/8 x W/8 x 2; the Pillow quality whose file is the largest not above it,
+``swycc.metrics.codecs``), their PSNR and spectrum distance; the gradient-energy ratio of
+samples and of D_Initial to the originals.
+
+The candidate passes when it meets 1-4 at every size. Writes report.json, report.md and grid.png
+(at the first size; rows: images; columns: original | bicubic-1/8 | D_Initial and sample of each
+model). Exit status: 0 the candidate passes every criterion; 1 it fails at least one (the report
+is still written); 2 bad input (nothing written).
 """
 
 from __future__ import annotations
@@ -35,15 +41,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from swycc.metrics import maths
+from swycc.metrics.codecs import FORMATS, codec_at_bytes
+from swycc.metrics.photo import (FACTOR, bicubic_from_eighth, colour_shift,
+                                 gradient_energy_ratio, latent_bytes)
 from swycc.metrics.spectrum import spectrum_distance
 
 EXIT_FAILED = 1
-SIZE, FACTOR = 128, 8
+SIZES = (128, 256)
+MIN_GAIN_DB = 2.0  # criterion 1: D_Initial's mean PSNR at least this far above bicubic's
 MAX_COLOUR_SHIFT = 2.0  # levels of 255
 STEPS, GUIDANCE = 20, 0.5
+BATCH = 8
 HELD_BACK = ("psnr", "ssim", "perceptual_effnetlite0", "fd_effnetlite0", "mmd_effnetlite0")
 HIGHER_IS_BETTER = {"psnr", "ssim"}
 # criterion 4's non-inferiority margins per decoder: absolute for PSNR (dB) and SSIM, a share of
@@ -58,50 +68,43 @@ DEFINITIONS = {
     "bicubic_from_1/8": f"each {FACTOR}x{FACTOR} patch averaged to its mean colour (area "
                         f"downsampling: 3 numbers per patch), then bicubic upsampling (a = -0.75, "
                         f"align_corners=False, edges replicated) back to full size, clamped",
-    "colour_shift": "per RGB channel |mean over pixels of the reconstruction - mean over pixels "
-                    "of the original| in 8-bit levels (0-255), both quantised to 8 bits; the "
-                    "image's colour shift is the largest of the three channels",
+    "colour_shift": "per RGB channel the signed error mean over pixels of the reconstruction - "
+                    "mean over pixels of the original, in 8-bit levels (0-255), both quantised "
+                    "to 8 bits; the image's colour shift is the largest magnitude of the three",
     "spectrum_distance_db": "RMS over radius bins of the dB difference of the radially averaged "
                             "power spectra (swycc.metrics.spectrum)",
+    "gradient_energy_ratio": "sum over the images of the reconstructions' gradient energy over "
+                             "the originals' (1: as sharp; below 1 blurrier)",
+    "jpeg/webp": "Pillow, default settings, the quality (0-100) whose file is the largest not "
+                 "above the model's fp16 latent size (C x H/8 x W/8 x 2 bytes); an image no "
+                 "quality fits is left out of the means",
 }
 
-
-def bicubic_from_eighth(x: torch.Tensor, factor: int = FACTOR) -> torch.Tensor:
-    """(N, 3, H, W) in [-1, 1], H and W multiples of ``factor`` -> the same size: each patch's
-    mean colour (area downsampling), bicubic-upsampled back and clamped."""
-    h, w = x.shape[-2:]
-    if h % factor or w % factor:
-        raise ValueError(f"image size {h}x{w} is not a multiple of {factor}")
-    small = F.avg_pool2d(x.float(), factor)
-    return F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False).clamp(-1, 1)
-
-
-def colour_shift(y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per image: (N,) the colour shift in 8-bit levels (the largest channel's) and (N, 3) each
-    channel's |mean(y_c) - mean(x_c)|; images in [-1, 1] (127.5 levels per unit)."""
-    if y.shape != x.shape:
-        raise ValueError(f"expected two batches of one shape, got {tuple(y.shape)} and "
-                         f"{tuple(x.shape)}")
-    per_channel = (y.double().mean((-2, -1)) - x.double().mean((-2, -1))).abs() * 127.5
-    return per_channel.amax(1), per_channel
+__all__ = ["bicubic_from_eighth", "colour_shift", "codec_rows", "judge_held_back", "judge_model",
+           "measure_decoders", "no_worse_margin", "photo_rows", "ship_check"]
 
 
 # ---- the judgement -----------------------------------------------------------------------------
 
 
+def _mean(rows: list[dict], key: str) -> float:
+    return sum(r[key] for r in rows) / len(rows)
+
+
 def judge_model(rows: list[dict]) -> dict:
-    """Criteria 1-3 of one model from its per-image rows (psnr_bicubic, psnr_initial,
-    colour_shift_initial, spectrum_db_initial, spectrum_db_sample)."""
-    mean = lambda k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
+    """Criteria 1-3 of one model at one size from its per-image rows (psnr_bicubic,
+    psnr_initial, colour_shift_initial, spectrum_db_initial, spectrum_db_sample)."""
     worst = max(rows, key=lambda r: r["colour_shift_initial"])
-    c1 = {"psnr_initial": mean("psnr_initial"), "psnr_bicubic": mean("psnr_bicubic")}
+    c1 = {"psnr_initial": _mean(rows, "psnr_initial"), "psnr_bicubic": _mean(rows, "psnr_bicubic"),
+          "min_gain_db": MIN_GAIN_DB}
+    c1["gain_db"] = c1["psnr_initial"] - c1["psnr_bicubic"]
     c2 = {"worst_shift": worst["colour_shift_initial"], "worst_image": worst["image"],
-          "limit": MAX_COLOUR_SHIFT, "mean_shift": mean("colour_shift_initial"),
+          "limit": MAX_COLOUR_SHIFT, "mean_shift": _mean(rows, "colour_shift_initial"),
           "images_over": [r["image"] for r in rows
                           if r["colour_shift_initial"] > MAX_COLOUR_SHIFT]}
-    c3 = {"spectrum_db_sample": mean("spectrum_db_sample"),
-          "spectrum_db_initial": mean("spectrum_db_initial")}
-    c1["pass"] = c1["psnr_initial"] > c1["psnr_bicubic"]
+    c3 = {"spectrum_db_sample": _mean(rows, "spectrum_db_sample"),
+          "spectrum_db_initial": _mean(rows, "spectrum_db_initial")}
+    c1["pass"] = c1["psnr_initial"] >= c1["psnr_bicubic"] + MIN_GAIN_DB
     c2["pass"] = not c2["images_over"]
     c3["pass"] = c3["spectrum_db_sample"] < c3["spectrum_db_initial"]
     return {"1_initial_beats_bicubic": c1, "2_colour_shift": c2, "3_sample_spectrum": c3}
@@ -114,10 +117,12 @@ def no_worse_margin(decoder: str, metric: str, baseline: float) -> float:
 
 def judge_held_back(candidate: dict, baseline: dict) -> dict:
     """Criterion 4: every metric of every decoder no worse for the candidate than the baseline
-    by more than its margin (``no_worse_margin``)."""
+    by more than its margin (``no_worse_margin``); metrics one model lacks are not compared."""
     rows = []
     for decoder, metrics in candidate.items():
         for m, v in metrics.items():
+            if m not in baseline.get(decoder, {}):
+                continue
             b = baseline[decoder][m]
             margin = no_worse_margin(decoder, m, b)
             ok = v >= b - margin if m in HIGHER_IS_BETTER else v <= b + margin
@@ -142,147 +147,143 @@ def load_photos(folder: str, size: int) -> tuple[list[str], torch.Tensor]:
     return [p.name for p in files], maths.quantized(x)
 
 
-@torch.no_grad()
-def measure_model(model, x: torch.Tensor, names: list[str], steps: int, guidance: float,
-                  seed: int, extractors: dict, device: str, progress: bool) -> dict:
-    """Per-image numbers, D_Initial and samples (for the grid), and ``swycc eval``'s metrics."""
-    from swycc.metrics.evaluate import evaluate_model
-
-    x = x.to(device)
-    initial = maths.quantized(torch.cat([model.reconstruct_initial(x[i:i + 8])
-                                         for i in range(0, len(x), 8)]))
-    g = torch.Generator(device=device).manual_seed(seed)
-    sample = maths.quantized(torch.cat([model.reconstruct(x[i:i + 8], steps, guidance,
-                                                          generator=g)
-                                        for i in range(0, len(x), 8)]))
-    shift, per_channel = colour_shift(initial, x)
-    psnr_i, psnr_s = maths.psnr(initial, x), maths.psnr(sample, x)
+def photo_rows(names: list[str], x: torch.Tensor, initial: torch.Tensor,
+               sample: torch.Tensor) -> list[dict]:
+    """Per image: PSNR of bicubic-from-1/8, D_Initial and the sample; D_Initial's colour shift
+    (and each channel's signed error); the spectrum distances of D_Initial and the sample.
+    All images 8-bit quantised (N, 3, H, W) in [-1, 1]."""
+    bicubic = maths.quantized(bicubic_from_eighth(x))
+    shift, signed = colour_shift(initial, x)
+    psnr_b, psnr_i, psnr_s = (maths.psnr(y, x) for y in (bicubic, initial, sample))
     spec_i, spec_s = spectrum_distance(initial, x), spectrum_distance(sample, x)
-    rows = [{"image": names[k], "psnr_initial": float(psnr_i[k]), "psnr_sample": float(psnr_s[k]),
+    return [{"image": names[k], "psnr_bicubic": float(psnr_b[k]),
+             "psnr_initial": float(psnr_i[k]), "psnr_sample": float(psnr_s[k]),
              "colour_shift_initial": float(shift[k]),
-             "colour_shift_rgb": [round(float(c), 4) for c in per_channel[k]],
+             "colour_shift_rgb": [round(float(c), 4) for c in signed[k]],
              "spectrum_db_initial": float(spec_i[k]), "spectrum_db_sample": float(spec_s[k])}
             for k in range(len(names))]
-    held = {}
-    for decoder in ("initial", "sample"):
-        ev = evaluate_model(model, x, list(HELD_BACK), extractors, steps=steps,
-                            guidance=guidance, seed=seed, device=device, decoder=decoder,
-                            progress=progress)
-        held["D_Initial" if decoder == "initial" else "samples"] = ev["metrics"]
-    return {"rows": rows, "held_back": held, "initial": initial.cpu(), "sample": sample.cpu()}
 
 
-def ship_check(candidate: str, baseline: str, data: str, size: int = SIZE, steps: int = STEPS,
-               guidance: float = GUIDANCE, seed: int = 0, device: str = "cpu",
-               progress: bool = True) -> tuple[dict, dict]:
-    """The report (JSON-ready) and the images for the grid; raises on bad input."""
-    from swycc.autoencoders.base import Autoencoder, read_config, weights_file, weights_sha256
-    from swycc.metrics.evaluate import load_extractors
+def codec_rows(x: torch.Tensor, budget: int) -> dict:
+    """JPEG and WebP of every image at ``budget`` bytes: per format the per-image quality,
+    bytes, PSNR and spectrum distance (None where no quality fits) and their means."""
+    out = {"budget_bytes": budget}
+    for fmt in FORMATS:
+        coded = codec_at_bytes(x, fmt, budget)
+        per_image = []
+        for k, c in enumerate(coded):
+            if c is None:
+                per_image.append(None)
+                continue
+            y, ref = c["image"][None], x[k:k + 1].cpu()
+            per_image.append({"quality": c["quality"], "bytes": c["bytes"],
+                              "psnr": float(maths.psnr(y, ref)[0]),
+                              "spectrum_db": float(spectrum_distance(y, ref)[0])})
+        fit = [r for r in per_image if r is not None]
+        out[fmt] = {"per_image": per_image, "images_fit": len(fit),
+                    **{k: (_mean(fit, k) if fit else None)
+                       for k in ("quality", "bytes", "psnr", "spectrum_db")}}
+    return out
+
+
+def measure_decoders(names: list[str], x: torch.Tensor, initial: torch.Tensor,
+                     sample: torch.Tensor, extractors: dict) -> dict:
+    """Everything ship-check reads off one model's reconstructions at one size: the per-image
+    rows, criteria 1-3, the held-back metrics and the gradient-energy ratios."""
+    from swycc.metrics.reconstructions import score_reconstructions
+
+    rows = photo_rows(names, x, initial, sample)
+    return {"per_image": rows, "criteria": judge_model(rows),
+            "held_back": {"D_Initial": score_reconstructions(initial, x, list(HELD_BACK),
+                                                             extractors),
+                          "samples": score_reconstructions(sample, x, list(HELD_BACK),
+                                                           extractors)},
+            "gradient_energy_ratio": {"D_Initial": gradient_energy_ratio(initial, x),
+                                      "samples": gradient_energy_ratio(sample, x)}}
+
+
+@torch.no_grad()
+def decode_both(model, x: torch.Tensor, steps: int, guidance: float, seed: int, device: str,
+                bar=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """D_Initial and one sample of every image, in batches of ``BATCH``, 8-bit quantised."""
+    x = x.to(device)
+    g = torch.Generator(device=device).manual_seed(seed)
+    initial, sample = [], []
+    for i in range(0, len(x), BATCH):
+        initial.append(model.reconstruct_initial(x[i:i + BATCH]))
+        sample.append(model.reconstruct(x[i:i + BATCH], steps, guidance, generator=g))
+        if bar is not None:
+            bar.update(len(x[i:i + BATCH]))
+    return (maths.quantized(torch.cat(initial)).cpu(), maths.quantized(torch.cat(sample)).cpu())
+
+
+def _check_models(files: dict) -> None:
+    from swycc.autoencoders.base import read_config
     from swycc.autoencoders.kinds import get_kind
-    from swycc.autoencoders.pretrained import display_path
 
-    if size % FACTOR:
-        raise ValueError(f"--size must be a multiple of {FACTOR}, got {size}")
-    files = {"candidate": weights_file(candidate), "baseline": weights_file(baseline)}
     for role, f in files.items():
         kind = get_kind(read_config(f).model.method)  # CheckpointError names a bad file
         if not kind.samples or kind.initial_label != "D_Initial":
             raise ValueError(f"--{role} {f}: a {kind.name} model has no D_Initial and sampling "
                              f"decoder to check")
-    names, x = load_photos(data, size)
+
+
+def ship_check(candidate: str, baseline: str, data: str, sizes: tuple[int, ...] = SIZES,
+               steps: int = STEPS, guidance: float = GUIDANCE, seed: int = 0,
+               device: str = "cpu", progress: bool = True) -> tuple[dict, dict]:
+    """The report (JSON-ready) and the images for the grid (first size); raises on bad
+    input before any work."""
+    from tqdm import tqdm
+
+    from swycc.autoencoders.base import Autoencoder, weights_file, weights_sha256
+    from swycc.autoencoders.pretrained import display_path
+    from swycc.metrics.evaluate import load_extractors
+
+    sizes = tuple(dict.fromkeys(sizes))
+    if not sizes or any(s % FACTOR or s < FACTOR for s in sizes):
+        raise ValueError(f"--sizes must be multiples of {FACTOR}, got {list(sizes)}")
+    files = {"candidate": weights_file(candidate), "baseline": weights_file(baseline)}
+    _check_models(files)
+    photos = {s: load_photos(data, s) for s in sizes}
+    names = photos[sizes[0]][0]
     extractors = load_extractors(list(HELD_BACK), device=device)
-    bicubic = maths.quantized(bicubic_from_eighth(x))
-    psnr_b = maths.psnr(bicubic, x)
-    measured, models, hashes = {}, {}, {}
-    for role, f in files.items():
-        hashes[role] = weights_sha256(f)
-        same = [r for r in measured if hashes[r] == hashes[role]]
-        model = Autoencoder.from_pretrained(f).to(device).eval()
-        measured[role] = measured[same[0]] if same else measure_model(
-            model, x, names, steps, guidance, seed, extractors, device, progress)
-        for row, pb in zip(measured[role]["rows"], psnr_b):
-            row["psnr_bicubic"] = float(pb)
-        models[role] = {"checkpoint": display_path(f), "weights_sha256": hashes[role],
+    hashes = {role: weights_sha256(f) for role, f in files.items()}
+    roles = [r for r in files if r == "candidate" or hashes[r] != hashes["candidate"]]
+    models, decoded, codecs = {}, {}, {}
+    bar = tqdm(total=len(roles) * len(sizes) * len(names), unit="img", desc="ship-check",
+               disable=not progress, leave=False)
+    for role in roles:
+        model = Autoencoder.from_pretrained(files[role]).to(device).eval()
+        c, ds = model.config.model.latent_channels, model.config.model.encoder.downsample
+        models[role] = {"checkpoint": display_path(files[role]), "weights_sha256": hashes[role],
                         "method": model.kind, "trained_at": model.config.model.image_size,
-                        "latent": f"{model.config.model.latent_channels} x "
-                                  f"{size // model.config.model.encoder.downsample}^2",
-                        "per_image": measured[role]["rows"],
-                        "held_back": measured[role]["held_back"],
-                        "criteria": judge_model(measured[role]["rows"])}
-    c4 = judge_held_back(models["candidate"]["held_back"], models["baseline"]["held_back"])
-    passed = all(c["pass"] for c in models["candidate"]["criteria"].values()) and c4["pass"]
-    report = {"data": str(data), "images": len(names), "image_size": size, "steps": steps,
+                        "latent_channels": c, "at": {}}
+        for s in sizes:
+            x = photos[s][1]
+            decoded[role, s] = decode_both(model, x, steps, guidance, seed, device, bar)
+            budget = latent_bytes(c, s, s, ds)
+            if (s, budget) not in codecs:
+                codecs[s, budget] = codec_rows(x, budget)
+            models[role]["at"][str(s)] = {
+                "latent": f"{c} x {s // ds}^2", "latent_bytes": budget,
+                **measure_decoders(names, x, *decoded[role, s], extractors),
+                "codecs": codecs[s, budget]}
+        del model
+    bar.close()
+    if "baseline" not in models:  # the same weights: measured once
+        models["baseline"] = {**models["candidate"], "checkpoint": display_path(files["baseline"])}
+        decoded.update({("baseline", s): decoded["candidate", s] for s in sizes})
+    c4 = {str(s): judge_held_back(models["candidate"]["at"][str(s)]["held_back"],
+                                  models["baseline"]["at"][str(s)]["held_back"]) for s in sizes}
+    passed = all(c["pass"] for at in models["candidate"]["at"].values()
+                 for c in at["criteria"].values()) and all(c["pass"] for c in c4.values())
+    report = {"data": str(data), "images": len(names), "sizes": list(sizes), "steps": steps,
               "guidance": guidance, "seed": seed, "device": device,
               "definitions": DEFINITIONS, "candidate": models["candidate"],
               "baseline": models["baseline"], "4_held_back_no_worse": c4, "pass": passed,
               "exit_status": 0 if passed else EXIT_FAILED}
-    images = {"original": x.cpu(), "bicubic": bicubic.cpu(),
-              **{f"{r}_{k}": measured[r][k] for r in files for k in ("initial", "sample")}}
+    s0, x0 = sizes[0], photos[sizes[0]][1]
+    images = {"original": x0, "bicubic": maths.quantized(bicubic_from_eighth(x0)),
+              **{f"{r}_{k}": decoded[r, s0][i] for r in ("candidate", "baseline")
+                 for i, k in enumerate(("initial", "sample"))}}
     return report, images
-
-
-# ---- report ------------------------------------------------------------------------------------
-
-
-def _mark(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
-def summary_lines(report: dict) -> list[str]:
-    """The PASS/FAIL lines, with numbers (printed, and the head of report.md)."""
-    n = report["images"]
-    lines = []
-    for role in ("candidate", "baseline"):
-        m = report[role]
-        c1, c2, c3 = m["criteria"].values()
-        lines += [f"{role}: {m['checkpoint']} ({m['method']}, trained at {m['trained_at']} px, "
-                  f"latent {m['latent']})",
-                  f"  [{_mark(c1['pass'])}] 1 D_Initial PSNR {c1['psnr_initial']:.2f} dB vs "
-                  f"bicubic-from-1/8 {c1['psnr_bicubic']:.2f} dB (mean over {n} images; must "
-                  f"be above)",
-                  f"  [{_mark(c2['pass'])}] 2 D_Initial colour shift at most "
-                  f"{c2['limit']:g} levels on every image: worst {c2['worst_shift']:.2f} "
-                  f"({c2['worst_image']}), mean {c2['mean_shift']:.2f}; over the limit: "
-                  f"{len(c2['images_over'])} of {n}",
-                  f"  [{_mark(c3['pass'])}] 3 radial spectrum distance: samples "
-                  f"({report['steps']} steps, w {report['guidance']:g}) "
-                  f"{c3['spectrum_db_sample']:.2f} dB vs D_Initial "
-                  f"{c3['spectrum_db_initial']:.2f} dB (mean; samples must be closer)"]
-    c4 = report["4_held_back_no_worse"]
-    worse = [f"{r['decoder']} {r['metric']} {r['candidate']:.4g} vs {r['baseline']:.4g}"
-             for r in c4["comparisons"] if not r["pass"]]
-    lines.append(f"[{_mark(c4['pass'])}] 4 held-back metrics (PSNR, SSIM, EffNet-Lite0 proxies "
-                 f"of D_Initial and samples) no worse than the baseline's, within the margins "
-                 f"in report.md"
-                 + (f": worse: {'; '.join(worse)}" if worse else ""))
-    lines.append(f"candidate: {_mark(report['pass'])} (exit status {report['exit_status']})")
-    return lines
-
-
-def markdown(report: dict) -> str:
-    from swycc.metrics.evaluate import METRICS
-
-    lines = [f"# ship-check: {report['images']} images of {report['data']} at "
-             f"{report['image_size']} px", "", "```", *summary_lines(report), "```", "",
-             "Definitions:", *[f"- {k}: {v}" for k, v in report["definitions"].items()], "",
-             "| model | image | PSNR bicubic-1/8 | PSNR D_Initial | PSNR sample | colour shift "
-             "D_Initial (R, G, B) | spectrum dB D_Initial | spectrum dB sample |",
-             "|---|---|---|---|---|---|---|---|"]
-    for role in ("candidate", "baseline"):
-        for r in report[role]["per_image"]:
-            rgb = ", ".join(f"{c:.2f}" for c in r["colour_shift_rgb"])
-            lines.append(f"| {role} | {r['image']} | {r['psnr_bicubic']:.2f} | "
-                         f"{r['psnr_initial']:.2f} | {r['psnr_sample']:.2f} | "
-                         f"{r['colour_shift_initial']:.2f} ({rgb}) | "
-                         f"{r['spectrum_db_initial']:.2f} | {r['spectrum_db_sample']:.2f} |")
-    lines += ["", "| decoder | metric | candidate | baseline | margin | better | |",
-              "|---|---|---|---|---|---|---|"]
-    for r in report["4_held_back_no_worse"]["comparisons"]:
-        lines.append(f"| {r['decoder']} | {METRICS[r['metric']][0]} | {r['candidate']:.4g} | "
-                     f"{r['baseline']:.4g} | {r.get('margin', 0):.3g} | {r['better']} | "
-                     f"{_mark(r['pass'])} |")
-    return "\n".join(lines) + "\n"
-
-
-__all__ = ["bicubic_from_eighth", "colour_shift", "judge_held_back", "judge_model",
-           "no_worse_margin", "ship_check"]
