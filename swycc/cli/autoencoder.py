@@ -34,7 +34,8 @@ def register(sub) -> None:
     p.add_argument("--log", choices=["jsonl", "tensorboard"], default="jsonl",
                    help="tensorboard: also write scalars and sample grids to OUT/tb "
                         "(metrics.jsonl is always written)")
-    p.set_defaults(func=cmd_train)
+    add_eval_options(p)
+    p.set_defaults(func=cmd_train, budget_schedule=True)
 
     p = sub.add_parser("reconstruct", help="image files in, reconstructions out")
     p.add_argument("images", nargs="+")
@@ -61,6 +62,16 @@ def register(sub) -> None:
     p.add_argument("--checkpoint")
     p.add_argument("--method", choices=kind_names())
     p.set_defaults(func=cmd_info)
+
+
+def add_eval_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--eval-data", metavar="DIR", help="held-out photos evaluated during "
+                   "training: PSNR and colour shift logged to metrics.jsonl (eval_*), the best "
+                   "export by PSNR kept at OUT/best")
+    p.add_argument("--eval-every", type=positive_int, metavar="N",
+                   help="evaluate every N steps (default: train.eval_every, 500)")
+    p.add_argument("--eval-size", type=positive_int, metavar="PX",
+                   help="each photo's largest centre square resized to this (default 128)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -35,13 +35,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from swycc.metrics import maths
+from swycc.metrics.photos import FACTOR, bicubic_from_eighth, colour_shift, load_square_photos
 from swycc.metrics.spectrum import spectrum_distance
 
 EXIT_FAILED = 1
-SIZE, FACTOR = 128, 8
+SIZE = 128
 MAX_COLOUR_SHIFT = 2.0  # levels of 255
 STEPS, GUIDANCE = 20, 0.5
 HELD_BACK = ("psnr", "ssim", "perceptual_effnetlite0", "fd_effnetlite0", "mmd_effnetlite0")
@@ -64,26 +64,6 @@ DEFINITIONS = {
     "spectrum_distance_db": "RMS over radius bins of the dB difference of the radially averaged "
                             "power spectra (swycc.metrics.spectrum)",
 }
-
-
-def bicubic_from_eighth(x: torch.Tensor, factor: int = FACTOR) -> torch.Tensor:
-    """(N, 3, H, W) in [-1, 1], H and W multiples of ``factor`` -> the same size: each patch's
-    mean colour (area downsampling), bicubic-upsampled back and clamped."""
-    h, w = x.shape[-2:]
-    if h % factor or w % factor:
-        raise ValueError(f"image size {h}x{w} is not a multiple of {factor}")
-    small = F.avg_pool2d(x.float(), factor)
-    return F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False).clamp(-1, 1)
-
-
-def colour_shift(y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per image: (N,) the colour shift in 8-bit levels (the largest channel's) and (N, 3) each
-    channel's |mean(y_c) - mean(x_c)|; images in [-1, 1] (127.5 levels per unit)."""
-    if y.shape != x.shape:
-        raise ValueError(f"expected two batches of one shape, got {tuple(y.shape)} and "
-                         f"{tuple(x.shape)}")
-    per_channel = (y.double().mean((-2, -1)) - x.double().mean((-2, -1))).abs() * 127.5
-    return per_channel.amax(1), per_channel
 
 
 # ---- the judgement -----------------------------------------------------------------------------
@@ -133,13 +113,9 @@ def judge_held_back(candidate: dict, baseline: dict) -> dict:
 def load_photos(folder: str, size: int) -> tuple[list[str], torch.Tensor]:
     """Every image of ``folder``: largest centre square resized to ``size``, 8-bit levels.
     ImageError (naming the file) for an unreadable one; ImageError when there is none."""
-    from swycc.data.images import center_crop_square, list_images, load_image
-
     if not Path(folder).is_dir():
         raise ValueError(f"--data {folder}: no such image folder")
-    files = list_images(folder)
-    x = torch.stack([center_crop_square(load_image(p), size) for p in files])
-    return [p.name for p in files], maths.quantized(x)
+    return load_square_photos(folder, size)
 
 
 @torch.no_grad()
