@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from swycc.cli.args import device_arg, finite_float, positive_int
+from swycc.cli.args import add_threads_option, device_arg, finite_float, positive_int
 from swycc.metrics.evaluate import (DEFAULT_METRICS, METRICS, ReferenceCache, data_identity,
                                     default_cache_dir, eval_dataset, evaluate_model,
                                     json_default, load_extractors, markdown_table, parse_metrics,
@@ -45,6 +45,7 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     p.add_argument("--out", default="runs/eval", help="directory for metrics.json, metrics.md")
     p.add_argument("--no-progress", action="store_true")
+    add_threads_option(p)
 
 
 def run_eval(args: argparse.Namespace) -> int:
