@@ -167,3 +167,32 @@ def test_time_budget_without_total_steps_is_budget_scheduled():
     assert cfg("--time-budget", "60").train.schedule_from_budget is True
     assert cfg("--time-budget", "60", "--total-steps", "500").train.schedule_from_budget is False
     assert cfg().train.schedule_from_budget is False
+
+
+def test_cli_train_with_eval_data(folders, tmp_path, capsys):
+    """swycc train --eval-data ... --threads 1: the resolved bf16 default and the evaluation
+    options land in config.json, the best export beside the last; a missing folder is one error
+    line and nothing written."""
+    from swycc.cli import main
+    from swycc.train.hardware import cpu_has_bf16_matmul
+
+    train_dir, held = folders
+    common = ["train", "--preset", "tiny", "--set", "model.encoder.base_channels=8",
+              "--set", "model.decoder.base_channels=8", "--set", "model.unet.base_channels=8",
+              "--set", "loss.perceptual_weight=0", "--batch-size", "4", "--no-progress",
+              "--data", str(train_dir), "--threads", "1", "--max-steps", "2",
+              "--eval-every", "2", "--eval-size", "32"]
+    run = tmp_path / "run"
+    assert main([*common, "--eval-data", str(held), "--out", str(run)]) == 0
+    cfg = json.loads((run / "config.json").read_text())["train"]
+    assert cfg["bf16"] is cpu_has_bf16_matmul()
+    assert (cfg["eval_data"], cfg["eval_every"], cfg["eval_size"]) == (str(held), 2, 32)
+    assert (run / "best" / "model.safetensors").exists()
+    assert (run / "export" / "model.safetensors").exists()
+    assert [r["step"] for r in _records(run) if "eval_psnr" in r] == [2]
+    capsys.readouterr()
+    bad = tmp_path / "bad"
+    assert main([*common, "--eval-data", str(tmp_path / "nowhere"), "--out", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("swycc: error:") and "nowhere" in err[0]
+    assert not bad.exists()
