@@ -81,9 +81,10 @@ def markdown(report: dict) -> str:
     for k in KEYS:
         a, b, v = s.get(f"fp32_{k}"), s.get(f"bf16_{k}"), s.get(f"verdict_{k}")
         if a and b:
+            within = "yes" if v["within_spread"] else "NO"
             lines.append(f"| {k} | {a['mean']:.5f} ({a['sd']:.5f}) | {b['mean']:.5f} "
                          f"({b['sd']:.5f}) | {v['bf16_minus_fp32']:+.5f} | "
-                         f"{v['largest_seed_range']:.5f} | {'yes' if v['within_spread'] else 'NO'} |")
+                         f"{v['largest_seed_range']:.5f} | {within} |")
     lines += ["", "| seed | precision | final loss | final loss_mse | seconds |",
               "|---|---|---|---|---|"]
     for r in report["runs"]:

@@ -6,8 +6,8 @@ model, optimiser, EMA, objective state (e.g. a discriminator), step, RNG states 
 position are all restored. Adam(W), linear warm-up then cosine decay (or constant; its length
 measured from a time budget: ``swycc.train.budget``), global-norm clipping, EMA, bf16 autocast,
 gradient accumulation, torchrun DDP, held-out evaluation with a best export (a task's optional
-``build_evaluator``: ``swycc.train.held_out``). A non-finite loss or gradient
-skips the update and is counted; a long streak of them stops the run (``TrainingDivergedError``).
+``build_evaluator``: ``swycc.train.held_out``). A non-finite loss or gradient skips the update
+and is counted; a long streak of them stops the run (``TrainingDivergedError``).
 
 Before anything is written, the task builds its data, model and objective (a bad option or an
 empty folder fails here, leaving no trace), the directory's config is compared with this one,
@@ -216,13 +216,15 @@ def _run(task, out: Path, info: DistInfo, micro: int, dataset, model: nn.Module,
         signal.signal(signal.SIGTERM, lambda *_: stop_signal.update(hit=True))
 
     loader = make_loader(dataset, micro, sampler, tc.num_workers)
+
     def run_limit() -> float:  # the schedule's end (unknown while a budget's rate is measured)
         total = tc.total_steps if budget is None or budget.fixed else math.inf
         return total if max_steps is None else min(total, max_steps)
 
     limit = run_limit()
-    bar = tqdm(total=None if math.isinf(limit) else limit, initial=step, disable=not (progress and info.is_main),
-               desc=task.name, unit="step", dynamic_ncols=True)
+    bar = tqdm(total=None if math.isinf(limit) else limit, initial=step,
+               disable=not (progress and info.is_main), desc=task.name, unit="step",
+               dynamic_ncols=True)
     start, last_t, last_step = time.monotonic(), time.monotonic(), step
     start_step = step
     stopped_by = "total_steps" if limit == tc.total_steps else "max_steps"
