@@ -122,7 +122,10 @@ def add_train_options(p: argparse.ArgumentParser, default_out: str) -> None:
                    help="bf16 autocast for the networks (default: on for a CPU with bf16 "
                         "matrix units, e.g. AVX512-BF16 or AMX; off on other CPUs; on CUDA the "
                         "config's value); the resolved value is recorded in OUT/config.json")
-    p.add_argument("--compile", action="store_true", help="torch.compile the networks (GPU)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the networks (GPU: 1.5x at paper size; CPU: ~8%% faster "
+                        "bf16 steps at small size after a one-off compile of minutes: for long "
+                        "runs)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", type=device_arg,
                    help="cpu, cuda, cuda:1 (default: cuda if available)")

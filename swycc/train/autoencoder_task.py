@@ -94,6 +94,9 @@ class AutoencoderTask:
                              f"decoder for the held-out evaluation")
         from swycc.train.held_out import HeldOutEval
 
+        if not Path(tc.eval_data).is_dir():
+            raise ValueError(f"train.eval_data (--eval-data) {tc.eval_data}: no such image "
+                             f"folder")
         return HeldOutEval(tc.eval_data, tc.eval_size, out, self.cfg.model.encoder.downsample)
 
 

@@ -45,9 +45,7 @@ class HeldOutEval:
         if size % factor:
             raise ValueError(f"train.eval_size={size} must be a multiple of the latent's "
                              f"downsampling ({factor})")
-        self.names, self.x = load_square_photos(folder, size)
-        if len(self.names) < 1:
-            raise ValueError(f"--eval-data {folder}: no images")
+        self.names, self.x = load_square_photos(folder, size)  # ImageError when empty
         self.best_file = Path(out) / "best.json"
         self.best_dir = Path(out) / "best"
         bicubic = maths.quantized(bicubic_from_eighth(self.x, factor))
