@@ -85,7 +85,12 @@ def markdown(report: dict) -> str:
             lines.append(f"| {k} | {a['mean']:.5f} ({a['sd']:.5f}) | {b['mean']:.5f} "
                          f"({b['sd']:.5f}) | {v['bf16_minus_fp32']:+.5f} | "
                          f"{v['largest_seed_range']:.5f} | {within} |")
-    lines += ["", "| seed | precision | final loss | final loss_mse | seconds |",
+    verdicts = [s[f"verdict_{k}"]["within_spread"] for k in KEYS if f"verdict_{k}" in s]
+    lines += ["", ("Verdict: for every loss term the difference of the precisions' means is "
+                   "within the largest seed-to-seed range." if all(verdicts) else
+                   "Verdict: for at least one term bf16 differs from fp32 by more than the "
+                   "seed-to-seed range.")]
+    lines += ["", "| seed | precision | final loss | final loss_mse | wall s (shared machine) |",
               "|---|---|---|---|---|"]
     for r in report["runs"]:
         lines.append(f"| {r['seed']} | {r['precision']} | {r['final_loss']:.5f} | "
