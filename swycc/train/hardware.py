@@ -3,8 +3,9 @@ the thread count (``--threads``).
 
 bf16 autocast pays on a CPU only where the matrix units multiply bf16 natively: x86's
 AVX512-BF16 or AMX-BF16, Arm's BF16 extension. Measured on the 2-core AMD EPYC dev machine
-(AVX512-BF16, no AMX), one thread: a 2048 x 2048 matmul at ~77 GFLOP/s in fp32 and ~207 GFLOP/s
-in bf16; the ``small`` training step 1.9x faster in bf16. Without such units oneDNN emulates
+(AVX512-BF16, no AMX), one thread: a 2048 x 2048 matmul at ~92 GFLOP/s in fp32 and ~200 GFLOP/s
+in bf16; the training step 1.6x faster in bf16 at 64 px, 1.9x at 128 px
+(``bench/results_cpu_bf16_*.json``). Without such units oneDNN emulates
 bf16 and it is slower than fp32, so the default there stays fp32.
 
 Threads: torch defaults to one thread per core. When another process computes on the same cores,
