@@ -304,7 +304,8 @@ def _run(task, out: Path, info: DistInfo, micro: int, dataset, model: nn.Module,
                     task.export(ema_model(), out / "exports" / f"step-{step:08d}")
                 barrier(info)
             if stop:
-                stopped_by = "signal" if stop_signal["hit"] else "time_budget"
+                if step < limit or stop_signal["hit"]:  # a budget spent on the last step: done
+                    stopped_by = "signal" if stop_signal["hit"] else "time_budget"
                 break
     finally:
         bar.close()
