@@ -157,6 +157,23 @@ def test_budgeted_run_resumes_exactly(tiny_cfg, folders, tmp_path, monkeypatch):
         assert torch.equal(wa[k], wb[k]), k
 
 
+def test_budgeted_run_ends_with_its_measured_schedule(tiny_cfg, folders, tmp_path, monkeypatch):
+    """No max_steps: the run stops at the length it measured (forced short here: a tiny share
+    of the budget), with the cosine ended, long before the budget itself runs out."""
+    monkeypatch.setattr(budget_mod, "SETTLE_STEPS", 1)
+    monkeypatch.setattr(budget_mod, "PROBE_STEPS", 2)
+    monkeypatch.setattr(budget_mod, "SAFETY", 1e-9)  # total = max(step + 1, step + 0)
+    cfg = override(tiny_cfg, "data.path", str(folders[0]))
+    cfg = override(override(cfg, "train.time_budget_s", 3600.0), "train.schedule_from_budget",
+                   True)
+    res = train(cfg, tmp_path / "r", progress=False)
+    sched = json.loads((tmp_path / "r" / "schedule.json").read_text())
+    assert sched["measured_at_step"] == 3 and sched["total_steps"] == 4
+    assert (res.step, res.stopped_by) == (4, "total_steps")
+    last = _records(tmp_path / "r")[-1]  # step index 3 of a cosine ending at 4 (warm-up 2)
+    assert last["lr"] == pytest.approx(cfg.train.lr * 0.5 * (1 + np.cos(np.pi * 1 / 2)))
+
+
 def test_time_budget_without_total_steps_is_budget_scheduled():
     from swycc.cli.args import build_config
     from swycc.cli.main import make_parser
