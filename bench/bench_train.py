@@ -1,41 +1,58 @@
-"""Throughput benchmark: training images/s, achieved GFLOP/s against this machine's measured fp32
-matmul peak, decode ms/image, and a diffusers UNet2DModel of the same shape timed in the same
-process. Not a test: run it by hand, e.g.
+"""Throughput benchmark: training images/s in fp32 and in bf16 autocast, achieved GFLOP/s against
+this machine's measured fp32 and bf16 matmul peaks, decode ms/image, and a diffusers UNet2DModel
+of the same shape timed in the same process (both precisions). Not a test: run it by hand, e.g.
 
     .venv/bin/pip install diffusers   # optional peer
-    .venv/bin/python bench/bench_train.py --presets tiny small medium --out bench/results_cpu.json
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_train.py --threads 1 --presets tiny small \
+        --out bench/results_cpu_bf16_1thread.json
+
+The FLOPs of a step are counted once (fp32; autocast changes the arithmetic's precision, not its
+amount) and divided by each precision's time. ``--set KEY=VALUE`` changes every preset the way
+``swycc train --set`` does (e.g. the shipped recipe: ``model.encoder.latent_channels=4
+loss.perceptual_weight=0``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from swycc.autoencoders.base import Autoencoder
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's swycc
+from swycc.autoencoders.base import Autoencoder  # noqa: E402
 from swycc.autoencoders import SWYCC
-from swycc.config import Config, get_preset, override
+from swycc.config import Config, apply_overrides, get_preset, override
 from swycc.autoencoders.kinds import with_method
 from swycc.autoencoders.kinds import KINDS, get_kind
 from swycc.train.ema import EMA
+from swycc.train.hardware import cpu_has_bf16_matmul, set_threads
 from swycc.train.optim import make_optimizer, optimizer_step
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+CLOCK = {"fn": time.perf_counter, "stat": "median"}  # main(): --clock thread, --stat min
 
 
 def timed(fn, warmup: int = 2, iters: int = 5) -> float:
-    """Median seconds per call."""
+    """Seconds per call: the median (or, with --stat min, the fastest) of ``iters`` calls."""
     for _ in range(warmup):
         fn()
     times = []
+    clock = CLOCK["fn"]
     for _ in range(iters):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+        times.append(clock() - t0)
+    return min(times) if CLOCK["stat"] == "min" else sorted(times)[len(times) // 2]
 
 
 def flops_of(fn) -> float:
@@ -44,9 +61,9 @@ def flops_of(fn) -> float:
     return float(counter.get_total_flops())
 
 
-def matmul_peak(n: int = 2048) -> float:
-    """Best fp32 GFLOP/s of an n x n matmul on this machine."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak(n: int = 2048, dtype: torch.dtype = torch.float32) -> float:
+    """Best GFLOP/s of an n x n matmul at ``dtype`` on this machine."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     best = min(timed(lambda: a @ b, 2, 3) for _ in range(3))
     return 2 * n**3 / best / 1e9
 
@@ -81,27 +98,39 @@ def training_step(cfg: Config, device: str = "cpu", batch: int | None = None):
     return model, fwd_bwd, step
 
 
-def bench_preset(name: str, peak: float, methods: list[str], decode_steps: int) -> dict:
-    base = get_preset(name)
+def bench_preset(name: str, peaks: dict[str, float], methods: list[str], decode_steps: int,
+                 sets: list[str] | None = None, extras: bool = True) -> dict:
+    """Each method's full training step in every precision of ``peaks``; for SWYCC also (with
+    ``extras``) the perceptual net's share, decoding, ``swycc eval`` and the U-Net peer."""
+    base = apply_overrides(get_preset(name), {}, sets)
     b, s = base.train.batch_size, base.model.image_size
-    res: dict = {"preset": name, "image_size": s, "batch": b}
+    res: dict = {"preset": name, "image_size": s, "batch": b, "overrides": sets or []}
     for method in methods:
         cfg = with_method(base, method)
         if method == "gan":  # time the full GAN step, discriminator included
             cfg = override(cfg, "loss.adversarial_start", 0)
-        model, _, step = training_step(cfg)
-        sec = timed(step)
-        flops = flops_of(step)  # convolutions and matmuls of the whole step (GAN: + D step)
-        res[f"{method}_train_img_s"] = b / sec
-        res[f"{method}_train_gflops"] = flops / sec / 1e9
-        res[f"{method}_train_pct_peak"] = 100 * flops / sec / 1e9 / peak
-        if method == "swycc":
+        flops = flops_of(training_step(cfg)[2])  # convolutions and matmuls of the whole step
+        res[f"{method}_train_gflop_per_step"] = flops / 1e9
+        secs = {}
+        for prec in peaks:
+            model, _, step = training_step(override(cfg, "train.bf16", prec == "bf16"))
+            secs[prec] = sec = timed(step)
+            res[f"{method}_train_img_s_{prec}"] = b / sec
+            res[f"{method}_train_gflops_{prec}"] = flops / sec / 1e9
+            for peak_name, peak in peaks.items():
+                res[f"{method}_train_{prec}_pct_{peak_name}_peak"] = 100 * flops / sec / 1e9 / peak
+        if "bf16" in secs:
+            res[f"{method}_bf16_speedup"] = secs["fp32"] / secs["bf16"]
+        if method == "swycc" and extras:
             no_p = override(cfg, "loss.perceptual_weight", 0.0)
-            _, _, step_np = training_step(no_p)
-            res["perceptual_share_of_step"] = 1 - timed(step_np) / sec
+            if cfg.loss.perceptual_weight > 0:
+                res["perceptual_share_of_step_fp32"] = 1 - timed(training_step(no_p)[2]) / secs[
+                    "fp32"]
+            model = training_step(cfg)[0]
             res.update(bench_decode(model, s, decode_steps))
             res.update(bench_eval(model, decode_steps=10))
-            res.update(bench_unet_vs_diffusers(model, b, s))
+            for prec in peaks:
+                res.update(bench_unet_vs_diffusers(model, b, s, prec))
     return res
 
 
@@ -124,18 +153,22 @@ def bench_eval(model: SWYCC, decode_steps: int) -> dict:
         model, num_images=32, batch_size=16, steps=decode_steps)}
 
 
-def bench_unet_vs_diffusers(model: SWYCC, b: int, s: int) -> dict:
-    """Our U-Net vs diffusers' UNet2DModel with the same levels, widths and attention."""
+def bench_unet_vs_diffusers(model: SWYCC, b: int, s: int, prec: str = "fp32") -> dict:
+    """Our U-Net vs diffusers' UNet2DModel with the same levels, widths and attention, forward
+    and backward, at ``prec`` (bf16: both under the same autocast)."""
     unet = model.d_refine
     cfg = unet.cfg
     x, t = torch.randn(b, 6, s, s), torch.rand(b)
+    cast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=prec == "bf16")
 
     def ours():
-        unet(x, t).square().mean().backward()
+        with cast:
+            y = unet(x, t)
+        y.float().square().mean().backward()
 
     out = {"unet_params_M": sum(p.numel() for p in unet.parameters()) / 1e6}
     sec, flops = timed(ours), flops_of(ours)
-    out["unet_fwd_bwd_gflops"] = flops / sec / 1e9
+    out[f"unet_fwd_bwd_gflops_{prec}"] = flops / sec / 1e9
     try:
         peer, p = diffusers_peer(cfg, s)
     except ImportError:
@@ -144,12 +177,14 @@ def bench_unet_vs_diffusers(model: SWYCC, b: int, s: int) -> dict:
     xp = F.pixel_unshuffle(x, p)  # the peer sees our input patching as plain channels
 
     def theirs():
-        peer(xp, t * 1000).sample.square().mean().backward()
+        with cast:
+            y = peer(xp, t * 1000).sample
+        y.float().square().mean().backward()
 
     psec, pflops = timed(theirs), flops_of(theirs)
     out["diffusers_params_M"] = sum(p.numel() for p in peer.parameters()) / 1e6
-    out["diffusers_fwd_bwd_gflops"] = pflops / psec / 1e9
-    out["unet_speed_vs_diffusers_per_flop"] = (flops / sec) / (pflops / psec)
+    out[f"diffusers_fwd_bwd_gflops_{prec}"] = pflops / psec / 1e9
+    out[f"unet_speed_vs_diffusers_per_flop_{prec}"] = (flops / sec) / (pflops / psec)
     return out
 
 
@@ -178,20 +213,41 @@ def main() -> None:
     p.add_argument("--methods", nargs="+", default=["swycc", "gan"], choices=list(KINDS))
     p.add_argument("--decode-steps", type=int, default=50)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override every preset's option, as swycc train --set")
+    p.add_argument("--no-extras", action="store_true",
+                   help="training steps only (no decode, eval, U-Net peer)")
+    p.add_argument("--clock", choices=["wall", "thread"], default="wall",
+                   help="thread: CPU time of this thread (needs one thread): on shared cores "
+                        "the wall clock mostly measures the neighbours")
+    p.add_argument("--stat", choices=["median", "min"], default="median",
+                   help="of the timed calls (min: the least disturbed one)")
     p.add_argument("--out", help="write the results as JSON here")
     args = p.parse_args()
     if args.threads:
-        torch.set_num_threads(args.threads)
+        set_threads(args.threads)
+    if args.clock == "thread" and torch.get_num_threads() != 1:
+        p.error("--clock thread needs one thread (--threads 1, OMP_NUM_THREADS=1)")
+    CLOCK.update(fn=time.thread_time if args.clock == "thread" else time.perf_counter,
+                 stat=args.stat)
     torch.set_flush_denormal(True)  # as the training loop does
-    peak = matmul_peak()
-    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-    print(f"machine: {machine}; torch {torch.__version__}; fp32 matmul peak {peak:.1f} GFLOP/s")
-    results = {"machine": machine, "torch": torch.__version__, "matmul_peak_gflops": peak,
+    precisions = ["fp32", "bf16"] if cpu_has_bf16_matmul() else ["fp32"]
+    peaks = {prec: matmul_peak(dtype=PRECISIONS[prec]) for prec in precisions}
+    machine = (f"{torch.cpu.get_capabilities().get('cpu_name', platform.processor())} "
+               f"({platform.machine()}), {torch.get_num_threads()} threads, bf16 matrix units: "
+               f"{'yes' if 'bf16' in peaks else 'no'}")
+    print(f"machine: {machine}; torch {torch.__version__}; matmul peaks (2048^2): "
+          + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peaks.items()))
+    results = {"machine": machine, "torch": torch.__version__,
+               "matmul_peak_gflops": peaks,
+               "timing": f"{args.stat} of 5 calls after 2 warm-up calls, {args.clock} clock",
+               "load_average_1min_start": os.getloadavg()[0], "cpus": os.cpu_count(),
                "presets": []}
     for name in args.presets:
-        r = bench_preset(name, peak, args.methods, args.decode_steps)
+        r = bench_preset(name, peaks, args.methods, args.decode_steps, args.set,
+                         extras=not args.no_extras)
         results["presets"].append(r)
-        print(json.dumps(r, indent=1))
+        print(json.dumps(r, indent=1), flush=True)
     print_table(results)
     if args.out:
         with open(args.out, "w") as f:
@@ -199,19 +255,23 @@ def main() -> None:
 
 
 def print_table(results: dict) -> None:
-    print("\n| preset | px | batch | SWYCC img/s | GFLOP/s (% peak) | GAN img/s | perceptual share "
-          "| decode ms/img/step | U-Net vs diffusers (per FLOP) | eval img/s (10 steps) |")
+    peaks = results["matmul_peak_gflops"]
+    nan = float("nan")
+    print("\nmatmul peaks: " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peaks.items()))
+    print("| preset | px | batch | method | precision | img/s | GFLOP/s | % of fp32 peak "
+          "| % of bf16 peak | U-Net vs diffusers (per FLOP) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results["presets"]:
-        print(f"| {r['preset']} | {r['image_size']} | {r['batch']} "
-              f"| {r.get('swycc_train_img_s', float('nan')):.1f} "
-              f"| {r.get('swycc_train_gflops', float('nan')):.1f} "
-              f"({r.get('swycc_train_pct_peak', float('nan')):.0f}%) "
-              f"| {r.get('gan_train_img_s', float('nan')):.1f} "
-              f"| {100 * r.get('perceptual_share_of_step', float('nan')):.0f}% "
-              f"| {r.get('decode_ms_per_image_per_step', float('nan')):.1f} "
-              f"| {r.get('unet_speed_vs_diffusers_per_flop', float('nan')):.2f}x "
-              f"| {r.get('eval_img_s_10_steps', float('nan')):.1f} |")
+        for method in ("swycc", "gan", "dgae"):
+            for prec in peaks:
+                if f"{method}_train_img_s_{prec}" not in r:
+                    continue
+                pct = {k: r.get(f"{method}_train_{prec}_pct_{k}_peak", nan) for k in peaks}
+                print(f"| {r['preset']} | {r['image_size']} | {r['batch']} | {method} | {prec} "
+                      f"| {r[f'{method}_train_img_s_{prec}']:.1f} "
+                      f"| {r[f'{method}_train_gflops_{prec}']:.1f} "
+                      f"| {pct['fp32']:.0f}% | {pct.get('bf16', nan):.0f}% "
+                      f"| {r.get(f'unet_speed_vs_diffusers_per_flop_{prec}', nan):.2f}x |")
 
 
 if __name__ == "__main__":

@@ -223,6 +223,15 @@ class TrainConfig(Validated):
     compile: bool = False  # torch.compile the networks (GPU; the first steps pay compile time)
     seed: int = 0
     time_budget_s: float | None = None  # stop (and checkpoint) after this wall time
+    # True: total_steps is derived from time_budget_s and the step rate measured over the first
+    # steps (swycc.train.budget), fixed once and kept in <out>/schedule.json for resumption
+    schedule_from_budget: bool = False
+    # held-out photos evaluated every eval_every steps (each one's largest centre square at
+    # eval_size pixels), logged as eval_* and the best export by PSNR kept at <out>/best;
+    # None: no evaluation
+    eval_data: str | None = None
+    eval_every: int = 500
+    eval_size: int = 128
     log_every: int = 10
     checkpoint_every: int = 200
     sample_every: int = 500  # write a sample grid (0: never)
@@ -234,7 +243,7 @@ class TrainConfig(Validated):
 
     def check(self) -> None:
         for name in ("batch_size", "grad_accum", "total_steps", "log_every", "checkpoint_every",
-                     "max_nonfinite_in_row"):
+                     "max_nonfinite_in_row", "eval_every", "eval_size"):
             self.require(getattr(self, name) >= 1, name, "must be >= 1")
         for name in ("warmup_steps", "ema_warmup", "sample_every", "num_workers",
                      "weight_decay", "export_every"):
@@ -251,6 +260,8 @@ class TrainConfig(Validated):
                        "max_nonfinite_in_row"), MAX_STEPS)
         at_most(self, ("num_workers",), 1024)
         self.require(0 <= self.seed <= MAX_SEED, "seed", f"must be in [0, {MAX_SEED}]")
+        self.require(not self.schedule_from_budget or self.time_budget_s is not None,
+                     "schedule_from_budget", "needs train.time_budget_s")
 
 
 @dataclass(frozen=True)

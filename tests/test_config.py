@@ -56,8 +56,8 @@ def test_cli_flags_reach_the_config():
     cfg = build_config(args)
     assert cfg.train.bf16 and cfg.train.compile
     assert cfg.train.batch_size == 4 and cfg.train.num_workers == 2
-    plain = build_config(make_parser().parse_args(["train", "--preset", "tiny"]))
-    assert not plain.train.bf16 and not plain.train.compile
+    plain = build_config(make_parser().parse_args(["train", "--preset", "tiny", "--no-bf16"]))
+    assert not plain.train.bf16 and not plain.train.compile  # (the default: test_cpu_speed.py)
 
 
 # ---- typed options: every bad value names its option -----------------------------------------

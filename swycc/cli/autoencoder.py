@@ -8,9 +8,10 @@ from pathlib import Path
 import torch
 
 from swycc.cli.args import (MAX_PIXELS_ENCODE, add_sampling_options, add_train_options,
-                            build_config, decode_progress, guidance_float, kind_names, load_images,
+                            build_config, decode_progress, guidance_float, image_size_int,
+                            kind_names, load_images,
                             load_model, report_training, report_written, resolve_max_pixels,
-                            samples_int, sampling_steps_int, save_samples, tiling)
+                            samples_int, sampling_steps_int, save_samples, tiling, train_steps_int)
 from swycc.autoencoders.kinds import with_method
 from swycc.io.outputs import check_out_outside
 from swycc.config import MAX_IMAGE_SIZE, PRESETS, get_preset
@@ -42,7 +43,8 @@ def register(sub) -> None:
     p.add_argument("--allow-data-change", action="store_true",
                    help="resume although the --data folder's files changed since the run "
                         "started (default: refuse)")
-    p.set_defaults(func=cmd_train)
+    add_eval_options(p)
+    p.set_defaults(func=cmd_train, budget_schedule=True)
 
     p = sub.add_parser("reconstruct", help="image files in, reconstructions out")
     p.add_argument("images", nargs="+")
@@ -69,6 +71,16 @@ def register(sub) -> None:
     p.add_argument("--checkpoint")
     p.add_argument("--method", choices=kind_names())
     p.set_defaults(func=cmd_info)
+
+
+def add_eval_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--eval-data", metavar="DIR", help="held-out photos evaluated during "
+                   "training: PSNR and colour shift logged to metrics.jsonl (eval_*), the best "
+                   "export by PSNR kept at OUT/best")
+    p.add_argument("--eval-every", type=train_steps_int, metavar="N",
+                   help="evaluate every N steps (default: train.eval_every, 500)")
+    p.add_argument("--eval-size", type=image_size_int, metavar="PX",
+                   help="each photo's largest centre square resized to this (default 128)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:

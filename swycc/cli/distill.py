@@ -7,8 +7,9 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    from swycc.cli.args import (batch_int, count_int, device_arg, finite_float, guidance_float,
-                                sampling_steps_int, seed_int, train_steps_int)
+    from swycc.cli.args import (add_threads_option, batch_int, count_int, device_arg,
+                                finite_float, guidance_float, sampling_steps_int,
+                                seed_int, train_steps_int)
 
     p = sub.add_parser("distill", help="distil a SWYCC decoder to few steps, guidance folded in "
                        "(progressive distillation; re-run the same command to resume)")
@@ -39,6 +40,7 @@ def register(sub) -> None:
     p.add_argument("--report", action="store_true", help="when every round is done, write "
                    "the distill-report into RUN/report")
     p.add_argument("--no-progress", action="store_true")
+    add_threads_option(p)
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("distill-report", help="a distilled student against its teacher, "
@@ -68,6 +70,7 @@ def register(sub) -> None:
     p.add_argument("--timing-batch", type=batch_int, default=16)
     p.add_argument("--timing-repeats", type=count_int, default=5)
     p.add_argument("--no-progress", action="store_true")
+    add_threads_option(p)
     p.set_defaults(func=cmd_distill_report)
 
 

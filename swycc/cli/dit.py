@@ -15,8 +15,8 @@ import torch
 
 
 def register(sub) -> None:
-    from swycc.cli.args import (batch_int, count_int, device_arg, image_size_int,
-                                train_steps_int)
+    from swycc.cli.args import (add_threads_option, batch_int, count_int, device_arg,
+                                image_size_int, train_steps_int)
     from swycc.generation.config import DIT_PRESETS
 
     p = sub.add_parser("encode-dataset", help="encode a class-labelled image folder into latents "
@@ -35,6 +35,7 @@ def register(sub) -> None:
                    "statistics (data, the default) or with those the export records (export; "
                    "see `swycc latent-stats`)")
     p.add_argument("--no-progress", action="store_true")
+    add_threads_option(p)
     p.set_defaults(func=cmd_encode_dataset)
 
     p = sub.add_parser("train-dit", help="train the class-conditional latent DiT (re-run the "
@@ -51,6 +52,7 @@ def register(sub) -> None:
     p.add_argument("--device", type=device_arg,
                    help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true")
+    add_threads_option(p)
     p.set_defaults(func=cmd_train_dit)
 
 

@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from swycc.cli.args import (batch_int, count_int, device_arg, guidance_float, image_size_int,
-                            samples_int, sampling_steps_int, seed_int)
+from swycc.cli.args import (add_threads_option, batch_int, count_int, device_arg, guidance_float,
+                            image_size_int, samples_int, sampling_steps_int, seed_int)
 from swycc.metrics.evaluate import (DEFAULT_METRICS, METRICS, ReferenceCache, data_identity,
                                     default_cache_dir, eval_dataset, evaluate_model,
                                     json_default, load_extractors, markdown_table, parse_metrics,
@@ -46,6 +46,7 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     p.add_argument("--out", default="runs/eval", help="directory for metrics.json, metrics.md")
     p.add_argument("--no-progress", action="store_true")
+    add_threads_option(p)
 
 
 def run_eval(args: argparse.Namespace) -> int:

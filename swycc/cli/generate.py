@@ -33,7 +33,7 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub) -> None:
-    from swycc.cli.args import count_int, per_class_int
+    from swycc.cli.args import add_threads_option, count_int, per_class_int
 
     p = sub.add_parser("generate", help="class-conditional images: DiT latents decoded by the "
                        "autoencoder they were encoded with")
@@ -44,6 +44,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--no-progress", action="store_true")
+    add_threads_option(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("eval-generation", help="score N generated images against reference "
@@ -65,6 +66,7 @@ def register(sub) -> None:
     p.add_argument("--cache-dir", help="reference feature cache (default ~/.cache/swycc/eval)")
     p.add_argument("--out", required=True, help="report directory (metrics.json, metrics.md)")
     p.add_argument("--no-progress", action="store_true")
+    add_threads_option(p)
     p.set_defaults(func=cmd_eval_generation)
 
 

@@ -12,7 +12,7 @@ import sys
 
 from swycc.cli import (autoencoder, codec, dit, distill, eval, experiment, generate,
                        latent_stats, photoset, ship_check, web)
-from swycc.cli.args import EXIT_BAD_INPUT, EXIT_DIVERGED, check_out_outside_inputs
+from swycc.cli.args import EXIT_BAD_INPUT, EXIT_DIVERGED, apply_threads, check_out_outside_inputs
 
 # the verb groups, in --help order; each module's register(subparsers) adds its verbs
 VERB_GROUPS = (autoencoder, eval, experiment, photoset, dit, generate, distill, ship_check,
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     from swycc.errors import USER_ERRORS
     from swycc.train.loop import TrainingDivergedError
 
+    apply_threads(args)  # --threads, before any work
     try:
         check_out_outside_inputs(args)
         return int(args.func(args) or 0)

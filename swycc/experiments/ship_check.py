@@ -45,7 +45,7 @@ import torch
 from swycc.metrics import maths
 from swycc.metrics.codecs import FORMATS, codec_at_bytes
 from swycc.metrics.photo import (FACTOR, bicubic_from_eighth, colour_shift,
-                                 gradient_energy_ratio, latent_bytes)
+                                 gradient_energy_ratio, latent_bytes, load_square_photos)
 from swycc.metrics.spectrum import spectrum_distance
 
 EXIT_FAILED = 1
@@ -138,13 +138,9 @@ def judge_held_back(candidate: dict, baseline: dict) -> dict:
 def load_photos(folder: str, size: int) -> tuple[list[str], torch.Tensor]:
     """Every image of ``folder``: largest centre square resized to ``size``, 8-bit levels.
     ImageError (naming the file) for an unreadable one; ImageError when there is none."""
-    from swycc.data.images import center_crop_square, list_images, load_image
-
     if not Path(folder).is_dir():
         raise ValueError(f"--data {folder}: no such image folder")
-    files = list_images(folder)
-    x = torch.stack([center_crop_square(load_image(p), size) for p in files])
-    return [p.name for p in files], maths.quantized(x)
+    return load_square_photos(folder, size)
 
 
 def photo_rows(names: list[str], x: torch.Tensor, initial: torch.Tensor,

@@ -84,6 +84,21 @@ class AutoencoderTask:
     def compile(self, model: Autoencoder) -> None:
         model.compile_networks()
 
+    def build_evaluator(self, out: Path):
+        """``train.eval_data``'s photos (``swycc.train.held_out``), or None without them."""
+        tc = self.cfg.train
+        if tc.eval_data is None:
+            return None
+        if self.kind.initial_label is None:
+            raise ValueError(f"train.eval_data: a {self.kind.name} model has no deterministic "
+                             f"decoder for the held-out evaluation")
+        from swycc.train.held_out import HeldOutEval
+
+        if not Path(tc.eval_data).is_dir():
+            raise ValueError(f"train.eval_data (--eval-data) {tc.eval_data}: no such image "
+                             f"folder")
+        return HeldOutEval(tc.eval_data, tc.eval_size, out, self.cfg.model.encoder.downsample)
+
 
 def load_initial_weights(model: Autoencoder, cfg: Config) -> None:
     """Fine-tuning: copy the weights of the export ``cfg.init.path`` into ``model``. The export
@@ -116,10 +131,13 @@ def train_autoencoder(cfg: Config, out_dir: str | Path, device: str | None = Non
     if res.export is not None and res.stopped_by != "signal":  # rank 0 wrote it; a SIGTERM
         # (pre-emption) exits at once: the run's resumption measures them
         where = device or ("cuda" if torch.cuda.is_available() else "cpu")  # as the loop's
-        try:
-            store_latent_stats(res.export, TRAINING_IMAGES, device=where, progress=progress)
-        except LatentStatsError as e:  # non-finite (or constant) latents: the weights blew up
-            raise TrainingDivergedError(
-                f"training diverged: the exported model's latents are not usable ({e}); lower "
-                f"the learning rate (train.lr); the checkpoints are kept") from None
+        for export in (res.export, Path(out_dir) / "best"):
+            if not export.exists():  # best: the held-out evaluation's (--eval-data)
+                continue
+            try:
+                store_latent_stats(export, TRAINING_IMAGES, device=where, progress=progress)
+            except LatentStatsError as e:  # non-finite (or constant) latents: weights blew up
+                raise TrainingDivergedError(
+                    f"training diverged: the exported model's latents are not usable ({e}); "
+                    f"lower the learning rate (train.lr); the checkpoints are kept") from None
     return res

@@ -51,6 +51,15 @@ def any_true(flag: bool, info: DistInfo) -> bool:
     return bool(t.item() > 0)
 
 
+def min_over_ranks(value: int, info: DistInfo) -> int:
+    """The smallest of every rank's ``value`` (the same on every rank)."""
+    if not info.enabled:
+        return value
+    t = torch.tensor([float(value)], device=info.device, dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

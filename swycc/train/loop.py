@@ -3,9 +3,11 @@
 
 Re-running the same command resumes from ``<out>/checkpoints/latest`` exactly where it stopped:
 model, optimiser, EMA, objective state (e.g. a discriminator), step, RNG states and the data
-position are all restored. Adam(W), linear warm-up then cosine decay (or constant), global-norm
-clipping, EMA, bf16 autocast, gradient accumulation, torchrun DDP. A non-finite loss or gradient
-skips the update and is counted; a long streak of them stops the run (``TrainingDivergedError``).
+position are all restored. Adam(W), linear warm-up then cosine decay (or constant; its length
+measured from a time budget: ``swycc.train.budget``), global-norm clipping, EMA, bf16 autocast,
+gradient accumulation, torchrun DDP, held-out evaluation with a best export (a task's optional
+``build_evaluator``: ``swycc.train.held_out``). A non-finite loss or gradient skips the update
+and is counted; a long streak of them stops the run (``TrainingDivergedError``).
 
 Before anything is written, the task builds its data, model and objective (a bad option or an
 empty folder fails here, leaving no trace), the directory's config is compared with this one,
@@ -30,8 +32,9 @@ from tqdm import tqdm
 
 from swycc.config import TrainConfig
 from swycc.data.order import ResumableSampler, make_loader
+from swycc.train.budget import BudgetSchedule
 from swycc.train.checkpoint import CheckpointDir
-from swycc.train.distributed import DistInfo, any_true, barrier, init_distributed
+from swycc.train.distributed import DistInfo, any_true, barrier, init_distributed, min_over_ranks
 from swycc.train.ema import EMA
 from swycc.train.optim import lr_at, make_optimizer, optimizer_step, set_lr
 from swycc.train.reporting import MetricsLog
@@ -62,6 +65,7 @@ class TrainTask(Protocol):
     def write_preview(self, model: nn.Module, inputs: Any, path: Path) -> None: ...
     def export(self, model: nn.Module, path: Path) -> Path: ...  # the slim EMA artefact
     def compile(self, model: nn.Module) -> None: ...
+    # optional: def build_evaluator(self, out: Path) -> HeldOutEval | None (checks its data)
 
 
 @dataclass
@@ -132,6 +136,8 @@ def train(task: TrainTask, out_dir: str | Path, device: str | None = None,
     torch.manual_seed(tc.seed)  # identical initial weights on every rank
     model = task.build_model().to(info.device)
     objective = task.build_objective(model, info.device)
+    build_evaluator = getattr(task, "build_evaluator", None)
+    evaluator = build_evaluator(out) if build_evaluator is not None else None
     # the directory's config.json and, independently, the config inside its newest checkpoint
     # (a directory whose config.json was lost must not resume another model's weights)
     for old in (read_run_config(out), CheckpointDir(out).latest_config()):
@@ -147,15 +153,19 @@ def train(task: TrainTask, out_dir: str | Path, device: str | None = None,
             write_run_config(out, task.config_dict())
             write_data_manifest(out, manifest)
         return _run(task, out, info, micro, dataset, model, objective, max_steps, progress,
-                    tensorboard)
+                    tensorboard, evaluator)
     finally:
         if lock is not None:
             lock.release()
 
 
 def _run(task, out: Path, info: DistInfo, micro: int, dataset, model: nn.Module, objective,
-         max_steps: int | None, progress: bool, tensorboard: bool = False) -> TrainResult:
+         max_steps: int | None, progress: bool, tensorboard: bool = False,
+         evaluator=None) -> TrainResult:
     tc = task.train_config
+    budget = BudgetSchedule(out, tc) if tc.schedule_from_budget else None
+    if budget is not None:
+        tc = budget.train_config  # the measured length, once an earlier invocation fixed it
     if tc.compile:
         task.compile(model)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -212,17 +222,24 @@ def _run(task, out: Path, info: DistInfo, micro: int, dataset, model: nn.Module,
         signal.signal(signal.SIGTERM, lambda *_: stop_signal.update(hit=True))
 
     loader = make_loader(dataset, micro, sampler, tc.num_workers)
-    limit = tc.total_steps if max_steps is None else min(tc.total_steps, max_steps)
-    bar = tqdm(total=limit, initial=step, disable=not (progress and info.is_main),
-               desc=task.name, unit="step", dynamic_ncols=True)
+
+    def run_limit() -> float:  # the schedule's end (unknown while a budget's rate is measured)
+        total = tc.total_steps if budget is None or budget.fixed else math.inf
+        return total if max_steps is None else min(total, max_steps)
+
+    limit = run_limit()
+    bar = tqdm(total=None if math.isinf(limit) else limit, initial=step,
+               disable=not (progress and info.is_main), desc=task.name, unit="step",
+               dynamic_ncols=True)
     start, last_t, last_step = time.monotonic(), time.monotonic(), step
+    start_step = step
     stopped_by = "total_steps" if limit == tc.total_steps else "max_steps"
     divergence = _Divergence(tc.max_nonfinite_in_row, tc.log_every)
     export = None
     model.train()
     try:
         while step < limit:
-            lr = lr_at(step, tc)
+            lr = lr_at(step, tc if budget is None else budget.lr_config(step))
             set_lr(optimizer, lr)
             optimizer.zero_grad(set_to_none=True)
             logs_sum: dict[str, float] = {}
@@ -251,6 +268,15 @@ def _run(task, out: Path, info: DistInfo, micro: int, dataset, model: nn.Module,
             step += 1
             bar.update(1)
             divergence.record(res.skipped, step)
+            if budget is not None and not budget.fixed:
+                total = budget.measure(step, time.monotonic() - start, start_step)
+                if total is not None:  # every rank measured at this step: the slowest decides
+                    budget.fix(min_over_ranks(total, info), write=info.is_main)
+                    tc = budget.train_config
+                    limit = run_limit()
+                    bar.total = limit
+                    bar.refresh()
+                    stopped_by = "total_steps" if limit == tc.total_steps else "max_steps"
 
             if step % tc.log_every == 0 or step == limit:
                 now = time.monotonic()
@@ -274,6 +300,9 @@ def _run(task, out: Path, info: DistInfo, micro: int, dataset, model: nn.Module,
             over_time = (tc.time_budget_s is not None
                          and time.monotonic() - start > tc.time_budget_s)
             stop = any_true(over_time or stop_signal["hit"], info)
+            if evaluator is not None and info.is_main and (
+                    step % tc.eval_every == 0 or step == limit or stop):
+                _evaluate(task, evaluator, ema_model().to(info.device), step, out, log, tb)
             numbered = tc.export_every > 0 and step % tc.export_every == 0
             if step % tc.checkpoint_every == 0 or step == limit or stop or numbered:
                 export = save()
@@ -281,7 +310,8 @@ def _run(task, out: Path, info: DistInfo, micro: int, dataset, model: nn.Module,
                     task.export(ema_model(), out / "exports" / f"step-{step:08d}")
                 barrier(info)
             if stop:
-                stopped_by = "signal" if stop_signal["hit"] else "time_budget"
+                if step < limit or stop_signal["hit"]:  # a budget spent on the last step: done
+                    stopped_by = "signal" if stop_signal["hit"] else "time_budget"
                 break
     finally:
         bar.close()
@@ -292,6 +322,18 @@ def _run(task, out: Path, info: DistInfo, micro: int, dataset, model: nn.Module,
     if step >= limit and export is None:
         export = save()  # nothing to do: the run had already finished; re-export
     return TrainResult(step, nonfinite, stopped_by, out, export, _data_counts(dataset))
+
+
+def _evaluate(task, evaluator, model: nn.Module, step: int, out: Path, log: MetricsLog,
+              tb) -> None:
+    """Held-out numbers of the EMA model to the log; a new best is exported to ``<out>/best``."""
+    rec = evaluator.evaluate(model)
+    log.write({"step": step, **rec})
+    if tb is not None:
+        tb.scalars({"step": step, **rec})
+    if evaluator.is_better(rec):
+        task.export(model, out / "best")
+        evaluator.record_best(step, rec)
 
 
 def _finite_or_none(x: torch.Tensor) -> float | None:
