@@ -17,23 +17,15 @@ import torch
 from PIL import Image
 
 from swycc.autoencoders.base import Autoencoder
+from hardening_common import TINY, error_line, png
+
 from swycc.cli import main
 from swycc.cli.args import EXIT_DIVERGED, EXIT_PREEMPTED
 from swycc.config import get_preset, shrink
 from swycc.io.latents import LatentEntry, save_latents
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--preset", "tiny", "--set", "model.encoder.base_channels=8",
-        "--set", "model.decoder.base_channels=8", "--set", "model.unet.base_channels=8",
-        "--set", "loss.perceptual_weight=0", "--batch-size", "4", "--no-progress",
-        "--set", "train.sample_every=0", "--set", "train.log_every=1"]
-
-
-def _png(path: Path, h: int, w: int, seed: int = 0) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
-    return path
+_png = png
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +40,7 @@ def files(tmp_path_factory):
     return root, imgs
 
 
-def _err(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err and err[-1].startswith("swycc: error:"), err
-    return err[-1]
+_err = error_line
 
 
 def _exit_code(argv) -> int:

@@ -10,47 +10,23 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from swycc.autoencoders.base import Autoencoder
+from hardening_common import TINY, error_line, input_folder, png
+
 from swycc.cli import main
 from swycc.config import ConfigError, Config, get_preset, override, shrink
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--preset", "tiny", "--set", "model.encoder.base_channels=8",
-        "--set", "model.decoder.base_channels=8", "--set", "model.unet.base_channels=8",
-        "--set", "loss.perceptual_weight=0", "--batch-size", "4", "--no-progress",
-        "--set", "train.sample_every=0", "--set", "train.log_every=1"]
-
-
-def _png(path: Path, h: int = 40, w: int = 40, seed: int = 0) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """A tiny exported model, one image, a four-image folder and a two-class folder."""
-    root = tmp_path_factory.mktemp("hard2")
-    for i in range(4):
-        _png(root / "folder" / f"{i}.png", seed=10 + i)
-        _png(root / "classes" / f"c{i % 2}" / f"{i}.png", seed=20 + i)
-    _png(root / "img.png", 32, 32)
-    torch.manual_seed(0)
-    Autoencoder.from_config(shrink(get_preset("tiny"))).save_pretrained(root / "model")
-    return root
+    return input_folder(tmp_path_factory.mktemp("hard2"))
 
 
-def _err(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err and err[-1].startswith("swycc: error:"), err
-    return err[-1]
+_png, _err = png, error_line
 
 
 def _tree(path: Path) -> set[str]:

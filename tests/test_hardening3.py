@@ -12,38 +12,17 @@ import torch
 from PIL import Image
 
 from swycc.autoencoders.base import Autoencoder
+from hardening_common import TINY, error_line, input_folder, png
+
 from swycc.cli import main
-from swycc.config import ConfigError, get_preset, override, shrink
-
-TINY = ["--preset", "tiny", "--set", "model.encoder.base_channels=8",
-        "--set", "model.decoder.base_channels=8", "--set", "model.unet.base_channels=8",
-        "--set", "loss.perceptual_weight=0", "--batch-size", "4", "--no-progress",
-        "--set", "train.sample_every=0", "--set", "train.log_every=1"]
-
-
-def _png(path: Path, h: int = 40, w: int = 40, seed: int = 0) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
-    return path
-
+from swycc.config import ConfigError, get_preset, override
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hard3")
-    for i in range(4):
-        _png(root / "folder" / f"{i}.png", seed=10 + i)
-        _png(root / "classes" / f"c{i % 2}" / f"{i}.png", seed=20 + i)
-    _png(root / "img.png", 32, 32)
-    torch.manual_seed(0)
-    Autoencoder.from_config(shrink(get_preset("tiny"))).save_pretrained(root / "model")
-    return root
+    return input_folder(tmp_path_factory.mktemp("hard3"))
 
 
-def _err(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err and err[-1].startswith("swycc: error:"), err
-    return err[-1]
+_png, _err = png, error_line
 
 
 # ---- item 6: resource bounds before any work ----
