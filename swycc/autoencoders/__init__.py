@@ -1,4 +1,5 @@
-"""The autoencoder kinds' model classes (registered with their objectives in ``swycc.autoencoders.kinds``)."""
+"""The autoencoder kinds' model classes (registered with their objectives in
+``swycc.autoencoders.kinds``)."""
 
 from swycc.autoencoders.dgae import DGAE
 from swycc.autoencoders.distilled import DistilledSWYCC

@@ -1,10 +1,11 @@
-"""The user-facing autoencoder API, common to every kind (swycc, gan, dgae; ``swycc.autoencoders.kinds``).
+"""The user-facing autoencoder API, common to every kind (swycc, gan, dgae;
+``swycc.autoencoders.kinds``).
 
     model = Autoencoder.from_pretrained("runs/demo/export")   # the right kind for the file
     z = model.encode(x)                                        # x: (N, 3, H, W) in [-1, 1]
     x_hat = model.decode(z, steps=20, guidance=0.5)            # (N, 3, H, W)
     xs = model.reconstruct(x, samples=4, generator=g)          # (N, 4, 3, H, W)
-    model = Autoencoder.from_pretrained("org/name", revision="main")   # a Hub id (swycc.autoencoders.hub)
+    model = Autoencoder.from_pretrained("org/name", revision="main")   # a Hub id
 
 Any image size works: inputs are padded (reflect) to a multiple of the networks' stride and the
 outputs cropped back; ``encode`` records the input's (H, W) on the latent tensor it returns
@@ -98,7 +99,8 @@ class Autoencoder(nn.Module):
                         cache_dir: str | os.PathLike | None = None,
                         token: str | bool | None = None) -> Autoencoder:
         """Load an exported model: a local directory or .safetensors file, or a Hub id
-        ``org/name`` (``revision``, ``cache_dir``, ``token``, offline mode: ``swycc.autoencoders.hub``).
+        ``org/name`` (``revision``, ``cache_dir``, ``token``, offline mode:
+        ``swycc.autoencoders.hub``).
         ``Autoencoder.from_pretrained`` returns the file's kind, a kind's class (e.g.
         ``SWYCC.from_pretrained``) refuses a file of another kind. ``torch_dtype``: float32
         (default), bfloat16 or float16 networks."""
@@ -241,7 +243,8 @@ class Autoencoder(nn.Module):
         (default config.sampling.guidance); the S samples of each latent run in one batch.
         Deterministic kinds: one decoder pass (S copies). ``size`` crops to an original (H, W)
         (default: ``z.image_size`` when ``encode`` made z, else the latents' full size).
-        ``tile``: overlapping tiles blended with ramps, one global sampler (``swycc.autoencoders.tiling``);
+        ``tile``: overlapping tiles blended with ramps, one global sampler
+        (``swycc.autoencoders.tiling``);
         None = on above ``AUTO_TILE_FACTOR`` tiles of pixels, with a warning; ``on_tile()`` is
         called after every network evaluation, a tile or a whole image (a progress bar's update;
         ``progress_total`` counts them). No gradients: see ``decode_initial(grad=True)``.

@@ -4,7 +4,8 @@
     Autoencoder.from_pretrained("runs/a/export")              # a local path, as always
 
 A name that exists on disk (or whose first part ``org`` is a local directory) is a local path;
-otherwise a name of the form ``org/name`` (Hub repository id rules) is fetched with ``huggingface_hub.hf_hub_download``: its cache (``HF_HOME``
+otherwise a name of the form ``org/name`` (Hub repository id rules) is fetched with
+``huggingface_hub.hf_hub_download``: its cache (``HF_HOME``
 / ``HF_HUB_CACHE``), ``revision`` (branch, tag or commit), ``HF_ENDPOINT`` and offline mode
 (``HF_HUB_OFFLINE=1``: only what is cached) all apply as for any Hub model. The file is checked
 against the sha256 the Hub lists for it (an LFS file's ETag) before it is read: a corrupted or

@@ -87,7 +87,7 @@ class Candidate:
         return self.analysis["width"] * self.analysis["height"]
 
 
-# --- sources (swycc.data.photoset_sources: unpacking, links that stay inside the package) ----------
+# --- sources (swycc.data.photoset_sources: unpacking, links that stay inside the package) ---------
 
 def find_images(source: Source) -> tuple[list[Candidate], int, list[str]]:
     """Image files of a package as candidates -> (candidates, reserved count, links skipped)."""
@@ -383,7 +383,8 @@ def build_photo_set(paths: list[str | Path], out: str | Path,
 
 
 def add_arguments(p) -> None:
-    """The builder's options on an argparse parser (``python -m swycc.data.photoset``, a CLI verb)."""
+    """The builder's options on an argparse parser (``python -m swycc.data.photoset``, a CLI
+    verb)."""
     p.add_argument("sources", nargs="*", help=".deb files or extracted package roots")
     p.add_argument("--out", required=True, help="output folder (train/, test/, sources.json)")
     p.add_argument("--keep-illustrations", action="store_true")

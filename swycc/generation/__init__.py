@@ -1,4 +1,5 @@
-"""The second stage: a class-conditional latent DiT (the paper's Sec. 4) on an autoencoder's latents.
+"""The second stage: a class-conditional latent DiT (the paper's Sec. 4) on an autoencoder's
+latents.
 
 - :mod:`swycc.generation.config`: ``DiTConfig``, ``DiTRunConfig`` and the DiT presets;
 - :mod:`swycc.generation.dit`: the network (SwiGLU, 2D RoPE, adaLN-Zero);

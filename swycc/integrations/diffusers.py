@@ -18,7 +18,8 @@ classifier-free guidance ``guidance_scale``; defaults: the export's) and returns
 [-1, 1] in the model's dtype. ``config.scaling_factor`` / ``shift_factor`` (whole tensor) and
 ``latents_mean`` / ``latents_std`` (per channel) come from the export's latent statistics
 (``swycc.autoencoders.latent_stats``); without them they are 1 / 0 / None and a warning says so.
-``enable_tiling()`` decodes in overlapping tiles with one global sampler (``swycc.autoencoders.tiling``);
+``enable_tiling()`` decodes in overlapping tiles with one global sampler
+(``swycc.autoencoders.tiling``);
 ``enable_slicing()`` runs one image of the batch at a time. Weights are the swycc model's under
 ``model.``; ``config.swycc_config`` is its swycc config.
 """

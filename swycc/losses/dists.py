@@ -179,7 +179,8 @@ def load_dists_weights(path: str | Path, sha256: str | None = DISTS_WEIGHTS_SHA2
 
 class DISTSNet(FeatureNet):
     """A FeatureNet whose stage 0 is the image in [0, 1] and which brings its own distance:
-    ``distance(x, y)`` is D per image (N,), used by ``swycc.losses.perceptual.perceptual_distance``."""
+    ``distance(x, y)`` is D per image (N,), used by
+    ``swycc.losses.perceptual.perceptual_distance``."""
 
     channels: tuple[int, ...] = ()
 

@@ -55,7 +55,7 @@ class Reconstruction:
     samples_drawn: bool  # the decoder samples (else ``samples`` holds its one reconstruction)
 
 
-# ---- test photos ----------------------------------------------------------------------------------
+# ---- test photos ---------------------------------------------------------------------------------
 
 def held_back_photo_names() -> list[str]:
     """The embedded photo set's photos that load here (``swycc.data.embedded``)."""
