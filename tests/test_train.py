@@ -174,3 +174,14 @@ def test_checkpoint_of_another_model_is_refused_without_config_json(tiny_cfg, im
               max_steps=2, progress=False)
     res = train(_cfg(tiny_cfg, image_dir), tmp_path / "r", max_steps=2, progress=False)
     assert res.step == 2  # the same config resumes
+
+
+def test_training_leaves_subnormal_floats_alone_afterwards(tiny_cfg, tmp_path):
+    """The loop flushes denormals while it trains (100x faster Adam on CPU) and switches the
+    process-wide flag back off: later float maths keeps its subnormal values."""
+    import math
+
+    from swycc.train.autoencoder_task import train_autoencoder
+
+    train_autoencoder(tiny_cfg, tmp_path / "run", max_steps=1, progress=False)
+    assert math.exp(-740) > 0.0 and float(torch.tensor(1e-40)) > 0.0

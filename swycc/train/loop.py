@@ -114,6 +114,18 @@ def train(task: TrainTask, out_dir: str | Path, device: str | None = None,
           tensorboard: bool = False, allow_data_change: bool = False) -> TrainResult:
     """``tensorboard``: also log scalars and preview grids to ``<out>/tb``. A run resumed on a
     data folder whose files (names, sizes) changed is refused unless ``allow_data_change``."""
+    # Adam's second moments and zero-initialised layers produce denormal floats, which ran
+    # 100x slower on CPU here (the optimiser step took longer than the convolutions). The flag
+    # is the whole process's (Python floats included), so it is switched back off afterwards.
+    torch.set_flush_denormal(True)
+    try:
+        return _train(task, out_dir, device, max_steps, progress, tensorboard, allow_data_change)
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def _train(task: TrainTask, out_dir: str | Path, device: str | None, max_steps: int | None,
+           progress: bool, tensorboard: bool, allow_data_change: bool) -> TrainResult:
     tc = task.train_config
     out = Path(out_dir)
     if max_steps is not None and max_steps < 0:
@@ -125,9 +137,6 @@ def train(task: TrainTask, out_dir: str | Path, device: str | None = None,
                          f"processes x grad_accum = {info.world_size} x {tc.grad_accum}")
 
     # ---- everything that can fail on bad input, before the first write ----
-    # Adam's second moments and zero-initialised layers produce denormal floats, which ran
-    # 100x slower on CPU here (the optimiser step took longer than the convolutions).
-    torch.set_flush_denormal(True)
     if tensorboard:
         from swycc.train.tensorboard_log import require_tensorboard
 
