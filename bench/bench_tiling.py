@@ -185,7 +185,7 @@ def main() -> None:
     result = {
         "machine": "2-core CPU dev machine", "processor": platform.processor(),
         "threads": torch.get_num_threads(), "matmul_peak_gflops": round(peak, 1),
-        "torch": torch.__version__, "checkpoint": "swycc/pretrained/small-swycc",
+        "torch": torch.__version__, "checkpoint": default_checkpoint().name,
         "decode": {"steps": STEPS, "guidance": GUIDANCE, "tile": args.tile,
                    "overlap": args.overlap, "first_tiles": args.first_tiles},
         "flops_per_pixel": {k: round(v) for k, v in fpp.items()},

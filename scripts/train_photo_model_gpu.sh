@@ -8,10 +8,12 @@
 # several packages); the candidate trains on train/ and is judged on test/ (never seen).
 # RUN (default runs/photo-small): the run directory; re-running resumes, then re-checks.
 # Sized for one lent GPU (the device tool: at most 10 minutes a command, so the default budget
-# is 540 s of training; call it again to go on). Same recipe as the shipped model
-# (scripts/train_pretrained_gpu.sh: `small`, residual prediction, batch 256, bf16), on random
+# is 540 s of training; call it again to go on). The shipped f8c4 model's recipe
+# (scripts/train_shipped_f8c4.sh: `small`, 4 latent channels, MSE + mean-colour loss, hue
+# rotation) at the GPU recipe's batch 256, bf16 (scripts/train_pretrained_gpu.sh), on random
 # square crops of 15-100% of each photo's shorter side, so that whole 128 px photos (what
-# ship-check decodes) are inside the scales it saw.
+# ship-check decodes) are inside the scales it saw. Ships with scripts/ship_f8c4.sh (only on a
+# ship-check PASS against the shipped 2-channel model).
 # Environment: DEVICE (cuda), BUDGET (540 s), STEPS (20000: the schedule), PRESET (small),
 # BATCH (256), EXTRA (more swycc train options, e.g. for a CPU smoke test), PYTHON.
 set -euo pipefail
@@ -37,12 +39,12 @@ $PY -m swycc train --preset "${PRESET:-small}" --data "$photos/train" --out "$ru
     --total-steps "${STEPS:-20000}" --time-budget "${BUDGET:-540}" --no-progress \
     --set model.unet.predict_residual=true --set data.crop_scale_min=0.15 \
     --set train.warmup_steps=500 --set train.ema_decay=0.9995 \
-    --set train.checkpoint_every=1000 --set train.sample_every=0 ${EXTRA:-}
+    --set train.checkpoint_every=1000 --set train.sample_every=0 \
+    --set model.encoder.latent_channels=4 --set loss.perceptual_weight=0 \
+    --set loss.colour_weight=10 --set data.hue_rotation=0.5 ${EXTRA:-}
 status=0
-$PY -m swycc ship-check --candidate "$run/export" --data "$photos/test" --out "$run/ship-check" \
-    --device "$DEVICE" --no-progress || status=$?
+REPORT="$run/ship-check" scripts/ship_f8c4.sh "$run/export" "$photos" || status=$?
 if [[ $status -eq 0 ]]; then
-    scripts/ship_pretrained.sh "$run"
     echo "shipped $run/export; now run scripts/pretrained_report.sh and update the README"
 elif [[ $status -eq 1 ]]; then
     echo "not shipped: the candidate fails ship-check ($run/ship-check/report.md)"

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The exact commands that trained the shipped model (swycc/pretrained/small-swycc) and the two
+# The exact commands that trained the 2-channel model (swycc/pretrained/small-swycc-f8c2) and the two
 # models it is compared with in the README, on one lent NVIDIA H100 (2026-11-23):
 #   1. SWYCC, residual variant (shipped) and its paper-default twin (x-prediction), side by side
 #      on the same GPU; both stopped by the 530 s budget at step 2890 of a 3500-step schedule;
 #   2. the GAN baseline alone on the GPU afterwards; it reached its 3500 steps in ~320 s.
 # `small` preset, batch 256, bf16 autocast. Re-running resumes. On another machine the budget
 # ends at another step: add `--max-steps 2890` (SWYCC) to reproduce the same length.
-# Afterwards: scripts/ship_pretrained.sh runs/gpu-residual; scripts/pretrained_report.sh.
+# Afterwards: scripts/ship_pretrained.sh runs/gpu-residual small-swycc-f8c2; scripts/pretrained_report.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

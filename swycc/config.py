@@ -277,9 +277,16 @@ class DataConfig(Validated):
     # image folders, training: share of crops whose colours are rotated about the grey axis by
     # a random angle (the embedded set always rotates half of them); 0 = off
     hue_rotation: float = 0.0
+    # training crops' side in pixels; None = model.image_size. The networks are convolutional
+    # (attention placed by model.image_size), so a model can be fine-tuned on larger crops than
+    # it was built for: GroupNorm then sees the statistics of the larger images it decodes
+    crop_size: int | None = None
 
     def check(self) -> None:
         self.require(0 < self.crop_scale_min <= 1, "crop_scale_min", "must be in (0, 1]")
+        self.require(self.crop_size is None or (8 <= self.crop_size <= 1024
+                                                and self.crop_size % 8 == 0), "crop_size",
+                     "must be None or a multiple of 8 in [8, 1024]")
         self.require(self.eval_grid >= 1, "eval_grid", "must be >= 1")
         self.require(0 <= self.hue_rotation <= 1, "hue_rotation", "must be in [0, 1]")
         self.require(self.held_out >= 0, "held_out", "must be >= 0")

@@ -9,7 +9,7 @@ import torch
 from swycc.autoencoders.base import Autoencoder, weights_sha256
 from swycc.cli import main
 from swycc.cli.args import init_config
-from swycc.config import get_preset, shrink
+from swycc.config import get_preset, override, shrink
 from swycc.train.autoencoder_task import AutoencoderTask
 
 FAST = ["--batch-size", "4", "--no-progress", "--set", "loss.perceptual_weight=0",
@@ -75,3 +75,32 @@ def test_fine_tune_refuses_another_kind_and_a_second_config(tmp_path, capsys):
     assert "give one of them" in capsys.readouterr().err
     assert main(["train", "--init", str(tmp_path / "missing"), *out]) == 2
     assert not (tmp_path / "r").exists()
+
+
+def test_fine_tune_on_larger_crops_keeps_the_networks(tmp_path, capsys):
+    """data.crop_size: training crops larger than model.image_size (the convolutional networks
+    and their attention placement stay those of the export)."""
+    from PIL import Image
+
+    from swycc.config import ConfigError
+
+    base = tmp_path / "base"
+    model = _export(base, seed=0)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = torch.Generator().manual_seed(0)
+    for i in range(2):
+        Image.fromarray((torch.rand(80, 96, 3, generator=rng) * 255).byte().numpy()).save(
+            photos / f"p{i}.png")
+    cfg = init_config(str(base))
+    with pytest.raises(ConfigError, match="crop_size"):
+        override(cfg, "data.crop_size", 60)
+    cfg = override(override(cfg, "data.path", str(photos)), "data.crop_size", 48)
+    assert cfg.model.image_size != 48
+    assert AutoencoderTask(cfg).build_dataset()[0][0].shape == (3, 48, 48)
+    run = tmp_path / "run"
+    assert main(["train", "--init", str(base), "--data", str(photos), "--out", str(run),
+                 "--max-steps", "2", "--set", "data.crop_size=48", *FAST]) == 0, \
+        capsys.readouterr().err
+    tuned = Autoencoder.from_pretrained(run / "export")
+    assert tuned.config.model == model.config.model and tuned.config.data.crop_size == 48

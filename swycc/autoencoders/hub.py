@@ -30,6 +30,19 @@ class HubError(ValueError):
     a cached copy, or a download whose hash does not match."""
 
 
+# the models shipped inside the package (swycc.autoencoders.pretrained), resolvable by name
+PRETRAINED_DIR = Path(__file__).parents[1] / "pretrained"
+SHIPPED_NAMES = ("small-swycc-f8c4", "small-swycc-f8c2")
+
+
+def shipped_export(name: str) -> Path | None:
+    """The directory of the shipped model called ``name``, or None if there is none."""
+    if name not in SHIPPED_NAMES:
+        return None
+    path = PRETRAINED_DIR / name
+    return path if (path / "model.safetensors").exists() else None
+
+
 def is_hub_id(name: str | os.PathLike) -> bool:
     """True for ``org/name`` that is not a local path: neither it nor its first part ``org``
     exists here (so a mistyped ``runs/exprot`` is reported as a missing local path at once),
@@ -42,7 +55,13 @@ def is_hub_id(name: str | os.PathLike) -> bool:
 def resolve_export(name: str | os.PathLike, revision: str | None = None,
                    cache_dir: str | os.PathLike | None = None, token: str | bool | None = None,
                    filename: str = WEIGHTS_NAME) -> Path:
-    """A local path as given; a Hub id -> the cached path of its ``filename``."""
+    """A local path as given; a shipped model's name (``small-swycc-f8c2``) -> its directory
+    in the package, unless a local path of that name exists; a Hub id -> the cached path of its
+    ``filename``."""
+
+    shipped = None if Path(name).exists() else shipped_export(os.fspath(name))
+    if shipped is not None:
+        name = shipped
     if not is_hub_id(name):
         if revision is not None:
             raise HubError(f"{name}: revision={revision!r} applies to Hub ids (org/name), not "

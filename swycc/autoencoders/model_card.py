@@ -17,11 +17,17 @@ from swycc.io.outputs import write_text_atomic
 CARD_NAME = "README.md"
 
 
+def _folder(path) -> str:
+    """A folder's last two parts (``photoset/train``): names the set without this machine's
+    paths."""
+    return "/".join(Path(str(path)).parts[-2:])
+
+
 def _data_line(cfg) -> str:
     if cfg.data.path is None:
         return (f"the embedded photo set ({cfg.data.train_crops} training crops, "
                 f"{cfg.data.held_out} photos held out)")
-    return f"the image folder `{Path(cfg.data.path).name}`"
+    return f"the image folder `{_folder(cfg.data.path)}`"
 
 
 def _ship_check_lines(report: dict) -> list[str]:
@@ -29,7 +35,7 @@ def _ship_check_lines(report: dict) -> list[str]:
     # one block per size: a report of several sizes keeps them under candidate["at"]
     at = cand.get("at") or {str(report.get("image_size")): cand}
     lines = [f"## Metrics (`swycc ship-check`: {report.get('images')} held-out photos of "
-             f"`{Path(str(report.get('data'))).name}` at {' and '.join(at)} px, "
+             f"`{_folder(report.get('data'))}` at {' and '.join(at)} px, "
              f"{report.get('steps')} steps, guidance {report.get('guidance')})", ""]
     for size, block in at.items():
         held = block.get("held_back") or {}

@@ -1,4 +1,13 @@
-"""The small pretrained SWYCC model shipped inside the package (trained on the embedded set)."""
+"""The pretrained SWYCC models shipped inside the package.
+
+- ``small-swycc-f8c4`` (the default): the ``small`` preset with SD-VAE's latent shape (4 channels
+  per 8x8 patch), trained on CPU on the Debian photo set (``swycc photoset``);
+- ``small-swycc-f8c2``: the earlier 2-channel model (K = 4 in the paper's terms), trained on the
+  embedded photo set on a GPU; kept for the experiments at that latent size.
+
+``from_pretrained("small-swycc-f8c2")`` and ``--checkpoint small-swycc-f8c2`` name them without a
+path (a local path of the same name wins).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +15,9 @@ from pathlib import Path
 
 from swycc.autoencoders.base import CheckpointError
 
-PRETRAINED_DIR = Path(__file__).parents[1] / "pretrained"
-DEFAULT_NAME = "small-swycc"
+from swycc.autoencoders.hub import PRETRAINED_DIR, SHIPPED_NAMES, shipped_export  # noqa: F401
+
+DEFAULT_NAME = "small-swycc-f8c2"  # f8c4 becomes the default once ship-check passes
 
 
 def default_checkpoint() -> Path:

@@ -175,8 +175,9 @@ def apply_threads(args: argparse.Namespace) -> None:
 
 def add_sampling_options(p: argparse.ArgumentParser, samples: bool = True,
                          max_pixels: int = MAX_PIXELS_DECODE) -> None:
-    p.add_argument("--checkpoint", help="exported model dir or .safetensors "
-                   "(default: the small pretrained model shipped with swycc)")
+    p.add_argument("--checkpoint", help="exported model dir or .safetensors, a shipped model's "
+                   "name (small-swycc-f8c2) or a Hub id (default: small-swycc-f8c4, shipped "
+                   "with swycc)")
     p.add_argument("--steps", type=sampling_steps_int,
                    help="DDIM steps (default: the model's config)")
     p.add_argument("--guidance", type=guidance_float,

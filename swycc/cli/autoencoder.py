@@ -35,7 +35,7 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="train an autoencoder (re-run the same command to resume)")
     add_train_options(p, "runs/train")
     p.add_argument("--init", metavar="EXPORT", help="fine-tune: start from this exported model "
-                   "(e.g. swycc/pretrained/small-swycc), its weights and its config; --preset "
+                   "(e.g. small-swycc-f8c4 or a path), its weights and its config; --preset "
                    "is then unused, the other options and --set change the recipe")
     p.add_argument("--log", choices=["jsonl", "tensorboard"], default="jsonl",
                    help="tensorboard: also write scalars and sample grids to OUT/tb "

@@ -1,7 +1,7 @@
 """``swycc distill``: progressive distillation of a SWYCC teacher, one resumable run per round.
 
     from swycc.distill.task import distill
-    result = distill(DistillConfig(teacher_steps=8), "swycc/pretrained/small-swycc", "runs/d")
+    result = distill(DistillConfig(teacher_steps=8), "small-swycc-f8c2", "runs/d")
 
 Round k (1-based) trains under ``RUN/round-k`` with the generic loop (resume, EMA, checkpoints,
 DDP and bf16 come from it): its teacher is the given model for k = 1 (guided, w folded in) and

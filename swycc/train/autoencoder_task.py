@@ -51,8 +51,8 @@ class AutoencoderTask:
                     f"directory (or the same options as before to resume)")
 
     def build_dataset(self):
-        return build_dataset(self.cfg.data, self.cfg.model.image_size, train=True,
-                             seed=self.cfg.train.seed)
+        size = self.cfg.data.crop_size or self.cfg.model.image_size
+        return build_dataset(self.cfg.data, size, train=True, seed=self.cfg.train.seed)
 
     def build_model(self) -> Autoencoder:
         """The model to train, from ``init`` when fine-tuning. The loop's later calls build the
