@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Ship one export of the f8c4 photo run (scripts/train_shipped_f8c4.sh) as the package's default
-# model, swycc/pretrained/small-swycc-f8c4, only if `swycc ship-check` passes against the shipped
+# Ship one export of the f8c4 photo run (scripts/train_shipped_f8c4.sh) into the package as
+# swycc/pretrained/small-swycc-f8c4 (then make it DEFAULT_NAME in swycc/autoencoders/pretrained.py), only if `swycc ship-check` passes against the shipped
 # 2-channel model (issue 18's criteria). Stored in float16; the check runs on that fp16 file.
 # Usage: scripts/ship_f8c4.sh EXPORT_DIR PHOTO_SET   e.g. RUN/exports/step-00014000 data/photoset
 # On a FAIL nothing in the package changes and the report stays in $REPORT (default: a temp dir).

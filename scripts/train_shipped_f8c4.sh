@@ -7,10 +7,11 @@
 # Stage 1 (RUN_DIR): the `small` preset, SWYCC trained jointly, D_Initial's auxiliary loss MSE
 # only (lambda_p = 0) plus each image's mean colour (loss.colour_weight), folder hue rotation on
 # half the crops, 64 px crops from 1/16 of a photo's shorter side to all of it, bf16, batch 16,
-# lr 3e-4 on a 20,000-step cosine schedule stopped at step 10,000 (--max-steps: the held-out curve
-# at 256 px had flattened), a numbered export every 1000 steps (scripts/learning_curve.py).
-# Stage 2 (RUN_DIR-ft128): fine-tuned from stage 1's step-10000 export on 128 px crops
-# (data.crop_size; 1/8 of the shorter side to all of it), batch 8, lr 1e-4, 2,000 steps. Why: on
+# lr 3e-4, a cosine schedule whose length --time-budget 5100 sets from the measured step rate
+# (6,135 steps on the 2-core AMD EPYC), a numbered export every 1000 steps
+# (scripts/learning_curve.py). Stage 2 (RUN_DIR-ft128): fine-tuned from stage 1's export on
+# 128 px crops (data.crop_size; 1/8 of the shorter side to all of it), batch 8, lr 1e-4,
+# --time-budget 1500 (880 steps there). These trained swycc/pretrained/small-swycc-f8c4. Why: on
 # the *training* photos, stage 1's D_Initial decoded whole 256 px photos worse than the same
 # photos cut into 128 px pieces (28.05 vs 28.44 dB, worst colour shift 3.8 vs 2.1 levels):
 # GroupNorm had only seen 64 px crops. The final export of stage 2 is what ships
@@ -32,10 +33,10 @@ export OMP_NUM_THREADS=${THREADS:-1}
 COMMON=(--data "$PHOTOS/train" --bf16 --no-progress --set loss.perceptual_weight=0
         --set loss.colour_weight=10 --set data.hue_rotation=0.5)
 .venv/bin/python -m swycc train --preset small --out "$RUN" "${COMMON[@]}" \
-  --total-steps 20000 --max-steps 10000 \
+  --time-budget 5100 \
   --set model.encoder.latent_channels=4 --set data.crop_scale_min=0.0625 \
-  --set train.export_every=1000 --set train.sample_every=2000
-exec .venv/bin/python -m swycc train --init "$RUN/exports/step-00010000" --out "$RUN-ft128" \
-  "${COMMON[@]}" --batch-size 8 --lr 1e-4 --total-steps 2000 \
-  --set data.crop_size=128 --set data.crop_scale_min=0.125 --set train.warmup_steps=100 \
+  --set train.export_every=1000 --set train.sample_every=0 --set train.checkpoint_every=100
+exec .venv/bin/python -m swycc train --init "$RUN/export" --out "$RUN-ft128" \
+  "${COMMON[@]}" --batch-size 8 --lr 1e-4 --time-budget 1500 \
+  --set data.crop_size=128 --set data.crop_scale_min=0.125 --set train.warmup_steps=50 \
   --set train.export_every=250 --set train.sample_every=0 --set train.checkpoint_every=50

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from swycc.autoencoders.pretrained import DEFAULT_NAME, SHIPPED_NAMES
 from swycc.autoencoders.kinds import check_method, with_method
 from swycc.config import (GUIDANCE_RANGE, MAX_BATCH, MAX_COUNT, MAX_IMAGE_SIZE, MAX_SAMPLES,
                           MAX_SAMPLING_STEPS, MAX_SEED, MAX_STEPS, PRESETS, Config, InitConfig,
@@ -176,8 +177,8 @@ def apply_threads(args: argparse.Namespace) -> None:
 def add_sampling_options(p: argparse.ArgumentParser, samples: bool = True,
                          max_pixels: int = MAX_PIXELS_DECODE) -> None:
     p.add_argument("--checkpoint", help="exported model dir or .safetensors, a shipped model's "
-                   "name (small-swycc-f8c2) or a Hub id (default: small-swycc-f8c4, shipped "
-                   "with swycc)")
+                   f"name ({', '.join(SHIPPED_NAMES)}) or a Hub id (default: {DEFAULT_NAME}, "
+                   "shipped with swycc)")
     p.add_argument("--steps", type=sampling_steps_int,
                    help="DDIM steps (default: the model's config)")
     p.add_argument("--guidance", type=guidance_float,
