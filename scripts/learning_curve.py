@@ -7,8 +7,12 @@ colour shift (largest per-channel mean error, 8-bit levels: worst photo and mean
 step and the cumulative training hours read from ``RUN/metrics.jsonl``. Results are cached per
 export in the JSON (re-running evaluates only new exports); a plot goes beside it.
 
-    .venv/bin/python scripts/learning_curve.py /work/runs/f8c4 --data /work/data/photoset/test \
-        --out docs/shipped-f8c4/learning-curve
+Several runs in order are the stages of one training (each later run started with ``--init`` from
+the previous one's export): their steps and hours add up, each stage's final export is a point,
+and the plot marks where a stage begins.
+
+    .venv/bin/python scripts/learning_curve.py /work/runs/f8c4b /work/runs/f8c4b-ft128 \
+        --data /work/data/photoset/test --out docs/pretrained/f8c4/learning-curve
 """
 
 from __future__ import annotations
@@ -40,6 +44,24 @@ def training_hours(run: Path) -> dict[int, float]:
     return hours
 
 
+def stage_points(runs: list[Path]) -> list[tuple[int, float, Path, int]]:
+    """(cumulative step, cumulative hours, export dir, stage index) of every export of the
+    stages in order; a stage's final ``export`` is its last point."""
+    points, step0, hours0 = [], 0, 0.0
+    for i, run in enumerate(runs):
+        hours = training_hours(run)
+        if not hours:
+            raise SystemExit(f"{run}/metrics.jsonl has no timed steps")
+        last = max(hours)
+        exports = {int(p.name.split("-")[1]): p for p in (run / "exports").glob("step-*")}
+        if (run / "export" / "model.safetensors").exists():
+            exports.setdefault(last, run / "export")
+        for step, path in sorted(exports.items()):
+            points.append((step0 + step, hours0 + hours.get(step, hours[last]), path, i))
+        step0, hours0 = step0 + last, hours0 + hours[last]
+    return points
+
+
 @torch.no_grad()
 def score(model: Autoencoder, x: torch.Tensor) -> dict:
     y = maths.quantized(model.reconstruct_initial(x))
@@ -50,7 +72,7 @@ def score(model: Autoencoder, x: torch.Tensor) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("run", type=Path)
+    p.add_argument("runs", type=Path, nargs="+", help="one run, or the stages of one in order")
     p.add_argument("--data", required=True, help="whole held-out photos")
     p.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     p.add_argument("--out", type=Path, required=True, help="OUT.json and OUT.png")
@@ -61,18 +83,15 @@ def main() -> None:
     photos = {s: load_photos(args.data, s)[1] for s in args.sizes}
     bicubic = {s: float(maths.psnr(maths.quantized(bicubic_from_eighth(x)), x).mean())
                for s, x in photos.items()}
-    exports = sorted((args.run / "exports").glob("step-*"))
-    hours = training_hours(args.run)
-    for path in exports:
-        step = int(path.name.split("-")[1])
+    for step, hours, path, stage in stage_points(args.runs):
         if str(step) in done["points"]:
             continue
         model = Autoencoder.from_pretrained(path).eval()
-        done["points"][str(step)] = {"hours": hours.get(step),
+        done["points"][str(step)] = {"hours": hours, "stage": stage,
                                      **{str(s): score(model, x) for s, x in photos.items()}}
         print(step, done["points"][str(step)], flush=True)
-    done.update(run=str(args.run), data=args.data, bicubic_psnr={str(s): v for s, v in
-                                                                 bicubic.items()})
+    done.update(runs=[r.name for r in args.runs], data=Path(args.data).name,
+                bicubic_psnr={str(s): v for s, v in bicubic.items()})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out.with_suffix(".json"), json.dumps(done, indent=2))
     plot(done, args.sizes, args.out.with_suffix(".png"))
@@ -95,6 +114,11 @@ def plot(done: dict, sizes: list[int], path: Path) -> None:
         b.plot(hrs, [done["points"][k][str(s)]["colour_shift_max"] for k in steps], "o-",
                label=f"worst photo, {s} px")
     b.axhline(2.0, ls="--", color="k", lw=1, label="ship-check limit")
+    for i, k in enumerate(steps[1:], 1):  # where a later stage begins
+        if done["points"][k].get("stage", 0) != done["points"][steps[i - 1]].get("stage", 0):
+            for ax in (a, b):
+                ax.axvline(done["points"][steps[i - 1]]["hours"] or 0, color="grey", lw=0.8,
+                           ls=":")
     a.set(xlabel="training hours (CPU)", ylabel="PSNR (dB)", title="held-out whole photos")
     b.set(xlabel="training hours (CPU)", ylabel="colour shift (8-bit levels)")
     a.legend(fontsize=7)

@@ -281,12 +281,21 @@ class DataConfig(Validated):
     # (attention placed by model.image_size), so a model can be fine-tuned on larger crops than
     # it was built for: GroupNorm then sees the statistics of the larger images it decodes
     crop_size: int | None = None
+    # image folders, training: several crop sides, one drawn per batch from the run's seed
+    # (multi-resolution training: GroupNorm learns the statistics of each size the model will
+    # decode, e.g. 128 and 256 px); empty = crop_size alone
+    crop_sizes: tuple[int, ...] = ()
 
     def check(self) -> None:
         self.require(0 < self.crop_scale_min <= 1, "crop_scale_min", "must be in (0, 1]")
         self.require(self.crop_size is None or (8 <= self.crop_size <= 1024
                                                 and self.crop_size % 8 == 0), "crop_size",
                      "must be None or a multiple of 8 in [8, 1024]")
+        self.require(all(8 <= c <= 1024 and c % 8 == 0 for c in self.crop_sizes), "crop_sizes",
+                     "must be multiples of 8 in [8, 1024]")
+        self.require(len(self.crop_sizes) <= 16, "crop_sizes", "at most 16 sizes")
+        self.require(not (self.crop_sizes and self.crop_size), "crop_sizes",
+                     "give crop_sizes or crop_size, not both")
         self.require(self.eval_grid >= 1, "eval_grid", "must be >= 1")
         self.require(0 <= self.hue_rotation <= 1, "hue_rotation", "must be in [0, 1]")
         self.require(self.held_out >= 0, "held_out", "must be >= 0")

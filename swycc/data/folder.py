@@ -22,8 +22,9 @@ from swycc.data.images import (SKIP_REASONS, ImageError, ImageTooLargeError, too
                                random_scale_crop, resize_shorter_side, sample_generator, to_float)
 
 
-def _split(item: int | tuple[int, int]) -> tuple[int, int]:
-    """Dataset keys are an index or (epoch, index), as yielded by ResumableSampler."""
+def _split(item: int | tuple[int, ...]) -> tuple[int, int]:
+    """Dataset keys are an index, (epoch, index) as yielded by ResumableSampler, or (epoch,
+    index, crop side) with data.crop_sizes (swycc.data.order)."""
     return (0, item) if isinstance(item, int) else (int(item[0]), int(item[1]))
 
 
@@ -42,8 +43,9 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
     def __init__(self, root: str | os.PathLike, size: int, train: bool, labels: bool = False,
                  seed: int = 0, crop_scale_min: float = 1.0, eval_grid: int = 1,
-                 hue_rotation: float = 0.0):
+                 hue_rotation: float = 0.0, batch_crop_sizes: tuple[int, ...] = ()):
         self.root, self.size, self.train, self.seed = Path(root), size, train, seed
+        self.batch_crop_sizes = tuple(batch_crop_sizes) if train else ()
         self.hue_rotation = hue_rotation
         self.crop_scale_min, self.eval_grid = crop_scale_min, eval_grid
         self.cells = 1 if train else eval_grid * eval_grid  # evaluation images per file
@@ -107,8 +109,10 @@ class ImageFolderDataset(torch.utils.data.Dataset):
             self._skip_flags[i] = reason
             warnings.warn(f"skipping {message}", stacklevel=3)
 
-    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, item: int | tuple[int, ...]) -> tuple[torch.Tensor, int]:
         epoch, index = _split(item)
+        # the batch's crop side (same random crop, only its resolution differs)
+        size = int(item[2]) if not isinstance(item, int) and len(item) > 2 else self.size
         index, cell = divmod(index, self.cells)
         for attempt in range(len(self.files)):
             i = (index + attempt) % len(self.files)
@@ -131,11 +135,10 @@ class ImageFolderDataset(torch.utils.data.Dataset):
             if self.train:
                 g = sample_generator(self.seed, epoch, index)
                 if self.crop_scale_min < 1:
-                    x = random_scale_crop(x, self.size, self.crop_scale_min, g)
+                    x = random_scale_crop(x, size, self.crop_scale_min, g)
                     x = x.flip(-1) if bool(torch.rand(1, generator=g) < 0.5) else x
                 else:
-                    x = random_crop_flip(resize_shorter_side(to_float(x), self.size), self.size,
-                                         g)
+                    x = random_crop_flip(resize_shorter_side(to_float(x), size), size, g)
                 # drawn only when on, so that runs without it see the same crops as before
                 if self.hue_rotation > 0 and float(torch.rand(1, generator=g)) < self.hue_rotation:
                     x = hue_rotation(x, (float(torch.rand(1, generator=g)) * 2 - 1) * math.pi)
@@ -150,8 +153,11 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 def build_dataset(cfg: DataConfig, size: int, train: bool, seed: int = 0):
     """The embedded photo set (cfg.path is None) or an image folder."""
     if cfg.path is None:
+        if cfg.crop_sizes and train:
+            raise ValueError("data.crop_sizes needs an image folder (--data); the embedded set's "
+                             "crops have one size")
         return EmbeddedCropDataset(size, "train" if train else "heldout", held_out=cfg.held_out,
                                    train_crops=cfg.train_crops, seed=seed)
     return ImageFolderDataset(cfg.path, size, train=train, labels=cfg.labels, seed=seed,
                               crop_scale_min=cfg.crop_scale_min, eval_grid=cfg.eval_grid,
-                              hue_rotation=cfg.hue_rotation)
+                              hue_rotation=cfg.hue_rotation, batch_crop_sizes=cfg.crop_sizes)

@@ -5,7 +5,8 @@ processes) continues with exactly the batches an uninterrupted one would have se
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -58,14 +59,29 @@ class ResumableSampler:
         self.epoch, self.offset = int(state["epoch"]), int(state["offset"])
 
 
+def batch_size_choice(sizes: Sequence[int], seed: int, epoch: int, position: int) -> int:
+    """The crop side of the batch that starts at ``position`` of ``epoch``: one of ``sizes``,
+    drawn from (seed, epoch, position) alone, so that a resumed run draws the same."""
+    return sizes[random.Random(f"{seed}:{epoch}:{position}").randrange(len(sizes))]
+
+
 class _Chunks:
-    def __init__(self, sampler: ResumableSampler, batch_size: int):
-        self.sampler, self.batch_size = sampler, batch_size
+    """Keys in batches. With ``sizes``, every key of a batch carries that batch's crop side,
+    (epoch, index, side): several resolutions in one run, one per batch."""
+
+    def __init__(self, sampler: ResumableSampler, batch_size: int, sizes: Sequence[int] = ()):
+        self.sampler, self.batch_size, self.sizes = sampler, batch_size, tuple(sizes)
 
     def __iter__(self):
-        it, batch = iter(self.sampler), []
-        for key in it:
-            batch.append(key)
+        epoch, position = self.sampler.epoch, self.sampler.offset  # of the next key
+        batch, side = [], None
+        for key in self.sampler:
+            if key[0] != epoch:
+                epoch, position = key[0], 0
+            if self.sizes and not batch:
+                side = batch_size_choice(self.sizes, self.sampler.seed, epoch, position)
+            batch.append(key if side is None else (*key, side))
+            position += 1
             if len(batch) == self.batch_size:
                 yield batch
                 batch = []
@@ -73,8 +89,9 @@ class _Chunks:
 
 def make_loader(dataset, batch_size: int, sampler: ResumableSampler,
                 num_workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Infinite iterator of (images (B, 3, S, S), labels (B,)) from the sampler's position."""
-    batches = _Chunks(sampler, batch_size)
+    """Infinite iterator of (images (B, 3, S, S), labels (B,)) from the sampler's position.
+    A dataset with ``batch_crop_sizes`` (data.crop_sizes) gets one of them per batch."""
+    batches = _Chunks(sampler, batch_size, getattr(dataset, "batch_crop_sizes", ()))
     if num_workers > 0:
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches,
                                              num_workers=num_workers, persistent_workers=True)

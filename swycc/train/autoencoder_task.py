@@ -51,7 +51,8 @@ class AutoencoderTask:
                     f"directory (or the same options as before to resume)")
 
     def build_dataset(self):
-        size = self.cfg.data.crop_size or self.cfg.model.image_size
+        d = self.cfg.data
+        size = max(d.crop_sizes) if d.crop_sizes else d.crop_size or self.cfg.model.image_size
         return build_dataset(self.cfg.data, size, train=True, seed=self.cfg.train.seed)
 
     def build_model(self) -> Autoencoder:
