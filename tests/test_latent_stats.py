@@ -118,6 +118,7 @@ def test_model_card_carries_ship_check_metrics(tmp_path, random_tiny_model):
     assert "- 1_initial_beats_bicubic: FAIL" in card and "- 3_sample_spectrum: PASS" in card
     assert "verdict: FAIL against the baseline `base.safetensors`" in card
     assert f"- steps: {model.config.train.total_steps}" in card
+    assert f"(trained on {model.config.model.image_size} px crops)" in card
     with pytest.raises(ValueError, match="not a readable ship-check report"):
         model.save_pretrained(tmp_path / "exp2", ship_check=tmp_path / "missing.json")
     assert not (tmp_path / "exp2").exists()
@@ -149,3 +150,20 @@ def test_encode_dataset_can_normalise_with_the_exports_stats(tmp_path, random_ti
                  "--out", str(tmp_path / "lat2"), "--stats", "export", "--no-progress"]) == 2
     assert "records no latent statistics" in capsys.readouterr().err
     assert not (tmp_path / "lat2").exists()
+
+
+def test_model_card_budget_schedule_and_crop_sizes(random_tiny_model):
+    """A budget-sized schedule is not reported as the config's nominal total_steps, and the
+    crops' sides (data.crop_sizes) are the ones named."""
+    from swycc.autoencoders.model_card import model_card
+    from swycc.config import override
+
+    model = random_tiny_model()
+    cfg = override(override(model.config, "train.time_budget_s", 600.0),
+                   "train.schedule_from_budget", True)
+    model.config = override(override(cfg, "data.path", "/x/photos/train"),
+                            "data.crop_sizes", (128, 128, 256))
+    card = model_card(model)
+    assert "- steps: a schedule sized to a 600 s time budget" in card
+    assert f"- steps: {cfg.train.total_steps} " not in card
+    assert "(trained on 128 / 256 px crops)" in card and "`photos/train`" in card

@@ -54,6 +54,21 @@ def _ship_check_lines(report: dict) -> list[str]:
     return lines
 
 
+def _steps_line(tc) -> str:
+    if tc.schedule_from_budget:  # total_steps was measured by the run, not stored here
+        length = (f"a schedule sized to a {tc.time_budget_s:g} s time budget (its run's "
+                  "schedule.json)")
+    else:
+        length = f"{tc.total_steps}"
+    return f"- steps: {length} (batch {tc.batch_size}, lr {tc.lr:g}, seed {tc.seed})"
+
+
+def _crops(cfg) -> str:
+    d = cfg.data
+    sizes = d.crop_sizes or (d.crop_size or cfg.model.image_size,)
+    return " / ".join(map(str, dict.fromkeys(sizes))) + " px"
+
+
 def model_card(model, ship_check: dict | None = None) -> str:
     """The card's text for ``model`` (an ``Autoencoder``)."""
     cfg, kind = model.config, type(model)
@@ -62,14 +77,13 @@ def model_card(model, ship_check: dict | None = None) -> str:
     params = sum(p.numel() for p in model.parameters())
     lines = ["---", "library_name: swycc", "tags:", "- autoencoder", "- image-compression",
              f"- {model.kind}", "- diffusers", "pipeline_tag: image-to-image", "---", "",
-             f"# swycc {model.kind} autoencoder", "",
+             f"# swycc: {model.kind} autoencoder", "",
              f"{kind.summary[0].upper()}{kind.summary[1:]}. {params / 1e6:.2f}M parameters; "
              f"images of any size map to {m.latent_channels}-channel latents at 1/{ds} of their "
-             f"side (trained at {m.image_size} px).", "",
+             f"side (trained on {_crops(cfg)} crops).", "",
              "## Training", "",
              f"- data: {_data_line(cfg)}",
-             f"- steps: {cfg.train.total_steps} (batch {cfg.train.batch_size}, "
-             f"lr {cfg.train.lr:g}, seed {cfg.train.seed})"]
+             _steps_line(cfg.train)]
     if cfg.init.path is not None:
         lines.append(f"- fine-tuned from an export with weights sha256 "
                      f"{cfg.init.weights_sha256[:12]}...")
@@ -89,7 +103,8 @@ def model_card(model, ship_check: dict | None = None) -> str:
     if stats is None:
         lines += ["Not recorded: run `swycc latent-stats EXPORT` to add them.", ""]
     else:
-        lines += [f"Per channel over {stats.images} images of {stats.data}; normalise latents "
+        data = stats.data if stats.data.startswith("embedded") else f"`{_folder(stats.data)}`"
+        lines += [f"Per channel over {stats.images} images of {data}; normalise latents "
                   "as `(z - mean) / std` per channel, or as a whole with diffusers' "
                   "`(z - shift_factor) * scaling_factor`.", "",
                   "| channel | mean | std |", "|---|---|---|"]
