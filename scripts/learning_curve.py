@@ -111,6 +111,8 @@ def plot(done: dict, sizes: list[int], path: Path) -> None:
                label=f"D_Initial, {s} px")
         a.axhline(done["bicubic_psnr"][str(s)], ls="--", lw=1, color=a.lines[-1].get_color(),
                   label=f"bicubic 1/8, {s} px")
+        a.axhline(done["bicubic_psnr"][str(s)] + 2, ls=":", lw=1, color=a.lines[-1].get_color(),
+                  label=f"ship-check target (+2 dB), {s} px")
         b.plot(hrs, [done["points"][k][str(s)]["colour_shift_max"] for k in steps], "o-",
                label=f"worst photo, {s} px")
     b.axhline(2.0, ls="--", color="k", lw=1, label="ship-check limit")

@@ -295,7 +295,8 @@ class DataConfig(Validated):
                      "must be multiples of 8 in [8, 1024]")
         self.require(len(self.crop_sizes) <= 16, "crop_sizes", "at most 16 sizes")
         self.require(not (self.crop_sizes and self.crop_size), "crop_sizes",
-                     "give crop_sizes or crop_size, not both")
+                     "give crop_sizes or crop_size, not both (fine-tuning an export "
+                     "trained with crop_size: --set data.crop_size=none first)")
         self.require(self.eval_grid >= 1, "eval_grid", "must be >= 1")
         self.require(0 <= self.hue_rotation <= 1, "hue_rotation", "must be in [0, 1]")
         self.require(self.held_out >= 0, "held_out", "must be >= 0")
