@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The shipped f8c4 model's CPU training (4 latent channels per 8x8 patch, SD-VAE's latent shape),
-# in three stages; re-run the same command to resume any of them.
+# in stages; re-run the same command to resume any of them.
 #
 #   scripts/train_shipped_f8c4.sh RUN_DIR PHOTO_SET
 #
@@ -44,6 +44,15 @@ CROPS128=(--batch-size 8 --set data.crop_size=128 --set data.crop_scale_min=0.12
 .venv/bin/python -m swycc train --init "$RUN/export" --out "$RUN-ft128" "${COMMON[@]}" \
   "${CROPS128[@]}" --lr 1e-4 --time-budget 1500 --set train.warmup_steps=50 \
   --set train.export_every=250
-exec .venv/bin/python -m swycc train --init "$RUN-ft128/export" --out "$RUN-ft128b" \
+.venv/bin/python -m swycc train --init "$RUN-ft128/export" --out "$RUN-ft128b" \
   "${COMMON[@]}" "${CROPS128[@]}" --lr 2e-4 --time-budget 6000 --set train.warmup_steps=100 \
   --set train.export_every=500
+# Stage 4 (RUN_DIR-mixres; in progress, not shipped yet): stage 3's export on 128 and 256 px
+# crops in one run (data.crop_sizes, 128 drawn twice as often), against the 256 px colour shift
+# that 128 px crops alone leave (2.7 levels, limit 2); a fixed 4,000-step cosine (~3.5 CPU hours
+# on 2 cores, so several sessions: re-run to resume).
+exec .venv/bin/python -m swycc train --init "$RUN-ft128b/export" --out "$RUN-mixres" \
+  "${COMMON[@]}" --batch-size 8 --lr 1.5e-4 --total-steps 4000 --set data.crop_size=none \
+  --set data.crop_sizes=128,128,256 --set data.crop_scale_min=0.125 \
+  --set train.warmup_steps=100 --set train.export_every=250 --set train.sample_every=0 \
+  --set train.checkpoint_every=25
