@@ -49,10 +49,10 @@ CROPS128=(--batch-size 8 --set data.crop_size=128 --set data.crop_scale_min=0.12
   --set train.export_every=500
 # Stage 4 (RUN_DIR-mixres; in progress, not shipped yet): stage 3's export on 128 and 256 px
 # crops in one run (data.crop_sizes, 128 drawn twice as often), against the 256 px colour shift
-# that 128 px crops alone leave (2.7 levels, limit 2); a fixed 4,000-step cosine (~3.5 CPU hours
-# on 2 cores, so several sessions: re-run to resume).
+# that 128 px crops alone leave (2.7 levels, limit 2); a cosine sized to --time-budget 6000 (1,308
+# steps at the 0.23 steps/s measured on the busy 2-core machine; it spans sessions: re-run).
 exec .venv/bin/python -m swycc train --init "$RUN-ft128b/export" --out "$RUN-mixres" \
-  "${COMMON[@]}" --batch-size 8 --lr 1.5e-4 --total-steps 4000 --set data.crop_size=none \
+  "${COMMON[@]}" --batch-size 8 --lr 1.5e-4 --time-budget 6000 --set data.crop_size=none \
   --set data.crop_sizes=128,128,256 --set data.crop_scale_min=0.125 \
   --set train.warmup_steps=100 --set train.export_every=250 --set train.sample_every=0 \
   --set train.checkpoint_every=25

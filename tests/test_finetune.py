@@ -104,3 +104,28 @@ def test_fine_tune_on_larger_crops_keeps_the_networks(tmp_path, capsys):
         capsys.readouterr().err
     tuned = Autoencoder.from_pretrained(run / "export")
     assert tuned.config.model == model.config.model and tuned.config.data.crop_size == 48
+
+
+def test_fine_tune_does_not_inherit_the_exports_time_budget(tmp_path):
+    """An export trained with --time-budget carries time_budget_s and schedule_from_budget in
+    its config; a fine-tune from it sizes its own schedule: --total-steps is its length, and
+    without --time-budget no budget applies."""
+    from swycc.cli.args import build_config
+    from swycc.cli.main import make_parser
+
+    torch.manual_seed(0)
+    cfg = shrink(get_preset("tiny"))
+    cfg = override(override(cfg, "train.time_budget_s", 6000.0), "train.schedule_from_budget",
+                   True)
+    Autoencoder.from_config(cfg).save_pretrained(tmp_path / "budgeted")
+
+    def tune(*extra):
+        args = ["train", "--init", str(tmp_path / "budgeted"), "--out", str(tmp_path / "o")]
+        return build_config(make_parser().parse_args([*args, *extra])).train
+
+    assert Autoencoder.from_pretrained(tmp_path / "budgeted").config.train.time_budget_s == 6000
+    t = tune("--total-steps", "4000")
+    assert (t.total_steps, t.schedule_from_budget, t.time_budget_s) == (4000, False, None)
+    assert (tune().schedule_from_budget, tune().time_budget_s) == (False, None)
+    t = tune("--time-budget", "60")
+    assert (t.schedule_from_budget, t.time_budget_s) == (True, 60.0)

@@ -90,9 +90,12 @@ def build_config(args: argparse.Namespace) -> Config:
              "train.time_budget_s": args.time_budget, "train.bf16": resolve_bf16(args),
              "train.compile": True if args.compile else None,
              "train.seed": args.seed, "train.total_steps": args.total_steps,
+             # an explicit --total-steps is the schedule's length, whatever the config said
              "train.schedule_from_budget": (True if getattr(args, "budget_schedule", False)
                                             and args.time_budget is not None
-                                            and args.total_steps is None else None),
+                                            and args.total_steps is None
+                                            else False if args.total_steps is not None
+                                            else None),
              **eval_flags(args)}
     return check_method(apply_overrides(cfg, flags, args.set))
 
@@ -122,8 +125,11 @@ def init_config(path: str) -> Config:
 
     file = weights_file(path)  # CheckpointError (a ValueError) names a missing or bad export
     cfg = read_config(file)
-    return dataclasses.replace(cfg, init=InitConfig(path=str(file),
-                                                    weights_sha256=weights_sha256(file)))
+    # a time budget belongs to the invocation that gave it, not to the recipe: the fine-tune's
+    # schedule is its own --total-steps or --time-budget, never the export's measured one
+    train = dataclasses.replace(cfg.train, time_budget_s=None, schedule_from_budget=False)
+    return dataclasses.replace(cfg, train=train, init=InitConfig(
+        path=str(file), weights_sha256=weights_sha256(file)))
 
 
 def add_train_options(p: argparse.ArgumentParser, default_out: str) -> None:
