@@ -286,6 +286,10 @@ class DataConfig(Validated):
     # decode, e.g. 128 and 256 px); empty = crop_size alone
     crop_sizes: tuple[int, ...] = ()
 
+    def crop_sides(self, image_size: int) -> tuple[int, ...]:
+        """The training crops' sides: crop_sizes, else crop_size, else the model's size."""
+        return self.crop_sizes or (self.crop_size or image_size,)
+
     def check(self) -> None:
         self.require(0 < self.crop_scale_min <= 1, "crop_scale_min", "must be in (0, 1]")
         self.require(self.crop_size is None or (8 <= self.crop_size <= 1024

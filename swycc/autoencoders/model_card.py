@@ -64,8 +64,7 @@ def _steps_line(tc) -> str:
 
 
 def _crops(cfg) -> str:
-    d = cfg.data
-    sizes = d.crop_sizes or (d.crop_size or cfg.model.image_size,)
+    sizes = cfg.data.crop_sides(cfg.model.image_size)
     return " / ".join(map(str, dict.fromkeys(sizes))) + " px"
 
 

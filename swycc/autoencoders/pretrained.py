@@ -1,9 +1,10 @@
 """The pretrained SWYCC models shipped inside the package.
 
-- ``small-swycc-f8c4``: the ``small`` preset with SD-VAE's latent shape (4 channels
-  per 8x8 patch), trained on CPU on the Debian photo set (``swycc photoset``); the default once ``swycc ship-check`` passes it;
-- ``small-swycc-f8c2`` (the default for now): the 2-channel model (K = 4 in the paper's terms), trained on the
-  embedded photo set on a GPU; kept for the experiments at that latent size.
+- ``small-swycc-f8c4``: the ``small`` preset with SD-VAE's latent shape (4 channels per 8x8
+  patch), trained on CPU on the Debian photo set (``swycc photoset``); the default once
+  ``swycc ship-check`` passes it;
+- ``small-swycc-f8c2`` (the default for now): the 2-channel model (K = 4 in the paper's terms),
+  trained on the embedded photo set on a GPU; kept for the experiments at that latent size.
 
 ``from_pretrained("small-swycc-f8c2")`` and ``--checkpoint small-swycc-f8c2`` name them without a
 path (a local path of the same name wins).

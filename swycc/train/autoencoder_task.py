@@ -51,8 +51,7 @@ class AutoencoderTask:
                     f"directory (or the same options as before to resume)")
 
     def build_dataset(self):
-        d = self.cfg.data
-        size = max(d.crop_sizes) if d.crop_sizes else d.crop_size or self.cfg.model.image_size
+        size = max(self.cfg.data.crop_sides(self.cfg.model.image_size))  # a key's default
         return build_dataset(self.cfg.data, size, train=True, seed=self.cfg.train.seed)
 
     def build_model(self) -> Autoencoder:
