@@ -47,12 +47,15 @@ CROPS128=(--batch-size 8 --set data.crop_size=128 --set data.crop_scale_min=0.12
 .venv/bin/python -m swycc train --init "$RUN-ft128/export" --out "$RUN-ft128b" \
   "${COMMON[@]}" "${CROPS128[@]}" --lr 2e-4 --time-budget 6000 --set train.warmup_steps=100 \
   --set train.export_every=500
-# Stage 4 (RUN_DIR-mixres; in progress, not shipped yet): stage 3's export on 128 and 256 px
-# crops in one run (data.crop_sizes, 128 drawn twice as often), against the 256 px colour shift
-# that 128 px crops alone leave (2.7 levels, limit 2); a cosine sized to --time-budget 6000 (1,308
-# steps at the 0.23 steps/s measured on the busy 2-core machine; it spans sessions: re-run).
-exec .venv/bin/python -m swycc train --init "$RUN-ft128b/export" --out "$RUN-mixres" \
-  "${COMMON[@]}" --batch-size 8 --lr 1.5e-4 --time-budget 6000 --set data.crop_size=none \
+# Stage 4 (RUN_DIR-ae; not shipped yet): stage 3's export, the deterministic autoencoder alone
+# (loss.diffusion_weight=0: E and D_Initial on MSE + mean colour, D_Refine frozen and not run,
+# ~3x cheaper steps on the CPU), on 128 and 256 px crops in one run (data.crop_sizes, 128 drawn
+# twice as often) against the 256 px colour shift that 128 px crops alone leave (2.7 levels,
+# limit 2). A joint run of the same crops (lost with its machine) had brought that shift to 1.8
+# levels by step 750 while D_Initial gained only ~0.02 dB at 128 px. Cosine sized to
+# --time-budget 5400 from the measured step rate; it spans sessions: re-run.
+exec .venv/bin/python -m swycc train --init "$RUN-ft128b/export" --out "$RUN-ae" \
+  "${COMMON[@]}" --batch-size 8 --lr 2e-4 --time-budget 5400 --set data.crop_size=none \
   --set data.crop_sizes=128,128,256 --set data.crop_scale_min=0.125 \
-  --set train.warmup_steps=100 --set train.export_every=250 --set train.sample_every=0 \
-  --set train.checkpoint_every=25
+  --set loss.diffusion_weight=0 --set train.warmup_steps=100 --set train.export_every=250 \
+  --set train.sample_every=0 --set train.checkpoint_every=25

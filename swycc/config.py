@@ -159,6 +159,10 @@ class LossConfig(Validated):
     # mean colour (not in the paper; against a systematic per-channel colour bias)
     colour_weight: float = 0.0
     cond_dropout: float = 0.1  # CFG: D_Initial(E(x)) zeroed on this fraction of examples
+    # lambda_d: weight of L_AE (eq. 2) in eq. (3), SWYCC only. 0 trains the deterministic
+    # autoencoder alone (E and D_Initial; D_Refine frozen and not run, ~3x cheaper steps): the
+    # "autoencoder first, D_Refine jointly after" recipe of the paper's family
+    diffusion_weight: float = 1.0
     # GAN baseline (method="gan") only
     adversarial_weight: float = 0.1
     adversarial_start: int = 2000  # step at which the adversarial term switches on
@@ -177,7 +181,8 @@ class LossConfig(Validated):
 
     def check(self) -> None:
         for name in ("perceptual_weight", "mse_weight", "adversarial_weight", "lecam_weight",
-                     "kl_weight", "disc_lr_scale", "r1_weight", "colour_weight"):
+                     "kl_weight", "disc_lr_scale", "r1_weight", "colour_weight",
+                     "diffusion_weight"):
             self.require(getattr(self, name) >= 0, name, "must be >= 0")
         self.require(0 <= self.cond_dropout < 1, "cond_dropout", "must be in [0, 1)")
         self.require(0 <= self.lecam_decay <= 1, "lecam_decay", "must be in [0, 1]")

@@ -185,3 +185,21 @@ def test_training_leaves_subnormal_floats_alone_afterwards(tiny_cfg, tmp_path):
 
     train_autoencoder(tiny_cfg, tmp_path / "run", max_steps=1, progress=False)
     assert math.exp(-740) > 0.0 and float(torch.tensor(1e-40)) > 0.0
+
+
+def test_autoencoder_phase_leaves_d_refine_alone(tiny_cfg, image_dir, tmp_path):
+    """loss.diffusion_weight = 0: E and D_Initial train on eq. (3)'s D_Initial terms alone;
+    D_Refine keeps its weights (1 step and 3 steps export the same D_Refine) and no L_AE is
+    computed."""
+    cfg = _cfg(tiny_cfg, image_dir, loss__diffusion_weight=0.0, train__lr=2e-3,
+               train__warmup_steps=0)
+    train(cfg, tmp_path / "one", max_steps=1, progress=False)
+    train(cfg, tmp_path / "three", max_steps=3, progress=False)
+    one, three = _weights(tmp_path / "one"), _weights(tmp_path / "three")
+    refine = [k for k in one if k.startswith("d_refine.")]
+    initial = [k for k in one if k.startswith("d_initial.") and k.endswith("weight")]
+    assert refine and initial
+    assert all(torch.equal(one[k], three[k]) for k in refine)
+    assert any(not torch.equal(one[k], three[k]) for k in initial)
+    recs = [json.loads(ln) for ln in (tmp_path / "three" / "metrics.jsonl").read_text().splitlines()]
+    assert recs and all("loss_ae" not in r and "loss_mse" in r for r in recs)

@@ -66,11 +66,14 @@ class SWYCCLoss(nn.Module):
         m = self.model
         with autocast_for(x.device, self.bf16):
             x_init = m.d_initial(m.encoder(x)).float()
-        # eq. (2): D_Refine conditioned on D_Initial(z), dropped to 0 where keep = 0
-        out = m.denoiser.loss(x, x_init, keep, t, eps, anchor=x_init,
-                              autocast=autocast_for(x.device, self.bf16))
-        logs = {"loss_ae": out.loss.detach()}
-        total, logs = add_initial_losses(out.loss, logs, x, x_init, self.cfg, self.perceptual)
+        total, logs = x_init.new_zeros(()), {}
+        if self.cfg.diffusion_weight > 0:
+            # eq. (2): D_Refine conditioned on D_Initial(z), dropped to 0 where keep = 0
+            out = m.denoiser.loss(x, x_init, keep, t, eps, anchor=x_init,
+                                  autocast=autocast_for(x.device, self.bf16))
+            total = self.cfg.diffusion_weight * out.loss
+            logs["loss_ae"] = out.loss.detach()
+        total, logs = add_initial_losses(total, logs, x, x_init, self.cfg, self.perceptual)
         logs["loss"] = total.detach()
         return total, logs
 
@@ -137,6 +140,8 @@ class SWYCCObjective(Objective):
         self.cfg, self.model, self.device = cfg, model, device
         self.loss_module = SWYCCLoss(model, cfg.loss, build_perceptual_loss(cfg.loss, device),
                                      cfg.train.bf16)
+        if cfg.loss.diffusion_weight == 0:  # the autoencoder alone: D_Refine keeps its weights
+            model.d_refine.requires_grad_(False)
         self.wrapped: nn.Module = self.loss_module
 
     def micro_loss(self, x: torch.Tensor, step: int, rows: torch.Tensor,
