@@ -9,7 +9,9 @@ export in the JSON (re-running evaluates only new exports); a plot goes beside i
 
 Several runs in order are the stages of one training (each later run started with ``--init`` from
 the previous one's export): their steps and hours add up, each stage's final export is a point,
-and the plot marks where a stage begins.
+and the plot marks where a stage begins. ``--after CURVE.json`` continues an earlier curve whose
+run directories are gone (another machine): its points are kept and the runs given here start at
+its last step, hour and stage.
 
     .venv/bin/python scripts/learning_curve.py /work/runs/f8c4b /work/runs/f8c4b-ft128 \
         --data /work/data/photoset/test --out docs/pretrained/f8c4/learning-curve
@@ -44,11 +46,13 @@ def training_hours(run: Path) -> dict[int, float]:
     return hours
 
 
-def stage_points(runs: list[Path]) -> list[tuple[int, float, Path, int]]:
+def stage_points(runs: list[Path], step0: int = 0, hours0: float = 0.0,
+                 stage0: int = 0) -> list[tuple[int, float, Path, int]]:
     """(cumulative step, cumulative hours, export dir, stage index) of every export of the
-    stages in order; a stage's final ``export`` is its last point."""
-    points, step0, hours0 = [], 0, 0.0
-    for i, run in enumerate(runs):
+    stages in order, the first starting at (step0, hours0, stage0); a stage's final ``export``
+    is its last point."""
+    points = []
+    for i, run in enumerate(runs, stage0):
         hours = training_hours(run)
         if not hours:
             raise SystemExit(f"{run}/metrics.jsonl has no timed steps")
@@ -76,21 +80,30 @@ def main() -> None:
     p.add_argument("--data", required=True, help="whole held-out photos")
     p.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     p.add_argument("--out", type=Path, required=True, help="OUT.json and OUT.png")
+    p.add_argument("--after", type=Path, help="an earlier curve's JSON that these runs continue")
     args = p.parse_args()
     torch.set_num_threads(1)
     done = json.loads(args.out.with_suffix(".json").read_text()) if args.out.with_suffix(
         ".json").exists() else {"points": {}}
+    start, earlier_runs = (0, 0.0, 0), []
+    if args.after is not None:
+        earlier = json.loads(args.after.read_text())
+        done["points"] = {**earlier["points"], **done["points"]}
+        last = max(earlier["points"], key=int)
+        start = (int(last), earlier["points"][last]["hours"],
+                 earlier["points"][last].get("stage", 0) + 1)
+        earlier_runs = earlier.get("runs", [])
     photos = {s: load_photos(args.data, s)[1] for s in args.sizes}
     bicubic = {s: float(maths.psnr(maths.quantized(bicubic_from_eighth(x)), x).mean())
                for s, x in photos.items()}
-    for step, hours, path, stage in stage_points(args.runs):
+    for step, hours, path, stage in stage_points(args.runs, *start):
         if str(step) in done["points"]:
             continue
         model = Autoencoder.from_pretrained(path).eval()
         done["points"][str(step)] = {"hours": hours, "stage": stage,
                                      **{str(s): score(model, x) for s, x in photos.items()}}
         print(step, done["points"][str(step)], flush=True)
-    done.update(runs=[r.name for r in args.runs], data=Path(args.data).name,
+    done.update(runs=earlier_runs + [r.name for r in args.runs], data=Path(args.data).name,
                 bicubic_psnr={str(s): v for s, v in bicubic.items()})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out.with_suffix(".json"), json.dumps(done, indent=2))

@@ -129,3 +129,22 @@ def test_fine_tune_does_not_inherit_the_exports_time_budget(tmp_path):
     assert (tune().schedule_from_budget, tune().time_budget_s) == (False, None)
     t = tune("--time-budget", "60")
     assert (t.schedule_from_budget, t.time_budget_s) == (True, 60.0)
+
+
+def test_fine_tune_trains_jointly_after_the_autoencoder_phase(tmp_path):
+    """An export of the autoencoder-alone phase (loss.diffusion_weight = 0) carries that weight;
+    a fine-tune from it trains D_Refine jointly again (weight 1) unless --set keeps it at 0."""
+    from swycc.cli.args import build_config
+    from swycc.cli.main import make_parser
+
+    torch.manual_seed(0)
+    cfg = override(shrink(get_preset("tiny")), "loss.diffusion_weight", 0.0)
+    Autoencoder.from_config(cfg).save_pretrained(tmp_path / "ae")
+    assert Autoencoder.from_pretrained(tmp_path / "ae").config.loss.diffusion_weight == 0
+
+    def tune(*extra):
+        args = ["train", "--init", str(tmp_path / "ae"), "--out", str(tmp_path / "o")]
+        return build_config(make_parser().parse_args([*args, *extra])).loss.diffusion_weight
+
+    assert tune() == 1.0
+    assert tune("--set", "loss.diffusion_weight=0") == 0.0

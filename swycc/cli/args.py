@@ -22,7 +22,7 @@ from swycc.autoencoders.pretrained import DEFAULT_NAME, SHIPPED_NAMES
 from swycc.autoencoders.kinds import check_method, with_method
 from swycc.config import (GUIDANCE_RANGE, MAX_BATCH, MAX_COUNT, MAX_IMAGE_SIZE, MAX_SAMPLES,
                           MAX_SAMPLING_STEPS, MAX_SEED, MAX_STEPS, PRESETS, Config, InitConfig,
-                          apply_overrides, get_preset)
+                          LossConfig, apply_overrides, get_preset)
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -128,7 +128,10 @@ def init_config(path: str) -> Config:
     # a time budget belongs to the invocation that gave it, not to the recipe: the fine-tune's
     # schedule is its own --total-steps or --time-budget, never the export's measured one
     train = dataclasses.replace(cfg.train, time_budget_s=None, schedule_from_budget=False)
-    return dataclasses.replace(cfg, train=train, init=InitConfig(
+    # so is the autoencoder-alone phase (loss.diffusion_weight = 0): a fine-tune from its export
+    # trains D_Refine jointly again unless --set says otherwise
+    loss = dataclasses.replace(cfg.loss, diffusion_weight=LossConfig.diffusion_weight)
+    return dataclasses.replace(cfg, train=train, loss=loss, init=InitConfig(
         path=str(file), weights_sha256=weights_sha256(file)))
 
 
