@@ -6,8 +6,9 @@
 #
 # Stage 1 (RUN_DIR): the `small` preset, SWYCC trained jointly, D_Initial's auxiliary loss MSE
 # only (lambda_p = 0) plus each image's mean colour (loss.colour_weight), folder hue rotation on
-# half the crops, 64 px crops from 1/16 of a photo's shorter side to all of it, bf16, batch 16,
-# lr 3e-4, a cosine schedule whose length --time-budget 5100 sets from the measured step rate
+# half the crops, 64 px crops from 1/16 of a photo's shorter side to all of it, batch 16, bf16
+# (swycc's default on a CPU with bf16 matrix units, fp32 on others; stages 1-3 ran in bf16,
+# stage 4 in fp32 on an AVX2-only machine), lr 3e-4, a cosine schedule whose length --time-budget 5100 sets from the measured step rate
 # (6,135 steps on the 2-core AMD EPYC), a numbered export every 1000 steps
 # (scripts/learning_curve.py). Stage 2 (RUN_DIR-ft128): fine-tuned from stage 1's export on
 # 128 px crops (data.crop_size; 1/8 of the shorter side to all of it), batch 8, lr 1e-4,
@@ -33,7 +34,7 @@ RUN=$1
 PHOTOS=$2
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${THREADS:-1}
-COMMON=(--data "$PHOTOS/train" --bf16 --no-progress --set loss.perceptual_weight=0
+COMMON=(--data "$PHOTOS/train" --no-progress --set loss.perceptual_weight=0
         --set loss.colour_weight=10 --set data.hue_rotation=0.5)
 .venv/bin/python -m swycc train --preset small --out "$RUN" "${COMMON[@]}" \
   --time-budget 5100 \
