@@ -4,18 +4,18 @@
 #
 #   scripts/train_shipped_f8c4.sh RUN_DIR PHOTO_SET
 #
-# Stage 1 (RUN_DIR): the `small` preset, SWYCC trained jointly, D_Initial's auxiliary loss MSE
-# only (lambda_p = 0) plus each image's mean colour (loss.colour_weight), folder hue rotation on
-# half the crops, 64 px crops from 1/16 of a photo's shorter side to all of it, batch 16, bf16
-# (swycc's default on a CPU with bf16 matrix units, fp32 on others; stages 1-3 ran in bf16,
-# stage 4 in fp32 on an AVX2-only machine), lr 3e-4, a cosine schedule whose length
-# --time-budget 5100 sets from the measured step rate (6,135 steps on the 2-core AMD EPYC), a
-# numbered export every 1000 steps (scripts/learning_curve.py). Stage 2 (RUN_DIR-ft128):
-# fine-tuned from stage 1's export on 128 px crops (data.crop_size; 1/8 of the shorter side to
-# all of it), batch 8, lr 1e-4, --time-budget 1500 (880 steps there). Stage 3 (RUN_DIR-ft128b): stage 2's export trained on for
-# longer at 128 px, batch 8, lr 2e-4 (warm-up 100), --time-budget 6000 (a 3,735-step cosine; the
-# budget ran out at step 3,715): stage 2 alone fell short of ship-check's +2 dB over bicubic
-# (+1.47 / +1.40 dB at 128 / 256 px).
+# Stage 1 (RUN_DIR): the `small` preset, SWYCC trained jointly, D_Initial's auxiliary loss MSE only
+# (lambda_p = 0) plus each image's mean colour (loss.colour_weight), folder hue rotation on half the
+# crops, 64 px crops from 1/16 of a photo's shorter side to all of it, batch 16, bf16 (swycc's
+# default on a CPU with bf16 matrix units, fp32 on others; stages 1-3 ran in bf16, stage 4 in fp32
+# on an AVX2-only machine), lr 3e-4, a cosine schedule whose length --time-budget 5100 sets from the
+# measured step rate (6,135 steps on the 2-core AMD EPYC), a numbered export every 1000 steps
+# (scripts/learning_curve.py). Stage 2 (RUN_DIR-ft128): fine-tuned from stage 1's export on 128 px
+# crops (data.crop_size; 1/8 of the shorter side to all of it), batch 8, lr 1e-4, --time-budget 1500
+# (880 steps there). Stage 3 (RUN_DIR-ft128b): stage 2's export trained on for longer at 128 px,
+# batch 8, lr 2e-4 (warm-up 100), --time-budget 6000 (a 3,735-step cosine; the budget ran out at
+# step 3,715): stage 2 alone fell short of ship-check's +2 dB over bicubic (+1.47 / +1.40 dB at 128
+# / 256 px).
 # Why 128 px after 64: on the *training* photos, stage 1's D_Initial decoded whole 256 px photos
 # worse than the same photos cut into 128 px pieces (28.05 vs 28.44 dB, worst colour shift 3.8 vs
 # 2.1 levels): GroupNorm had only seen 64 px crops. The final export of stage 3 is what ships
