@@ -184,6 +184,10 @@ class LossConfig(Validated):
                      "kl_weight", "disc_lr_scale", "r1_weight", "colour_weight",
                      "diffusion_weight"):
             self.require(getattr(self, name) >= 0, name, "must be >= 0")
+        self.require(self.diffusion_weight > 0 or self.mse_weight > 0
+                     or self.perceptual_weight > 0 or self.colour_weight > 0, "diffusion_weight",
+                     "0 needs a D_Initial term (mse_weight, perceptual_weight or colour_weight) "
+                     "to train")
         self.require(0 <= self.cond_dropout < 1, "cond_dropout", "must be in [0, 1)")
         self.require(0 <= self.lecam_decay <= 1, "lecam_decay", "must be in [0, 1]")
         self.require(0 < self.perceptual_max_t <= 1, "perceptual_max_t", "must be in (0, 1]")

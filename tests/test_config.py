@@ -119,3 +119,14 @@ def test_config_file_values_are_checked(tmp_path):
     from swycc.cli import main
 
     assert main(["train", "--config", str(bad), "--out", str(tmp_path / "r")]) == 2
+
+
+def test_autoencoder_alone_needs_a_d_initial_term():
+    from swycc.config import ConfigError
+
+    cfg = override(get_preset("tiny"), "loss.diffusion_weight", 0.0)  # MSE still on: fine
+    assert cfg.loss.diffusion_weight == 0
+    for name in ("loss.colour_weight", "loss.perceptual_weight"):
+        cfg = override(cfg, name, 0.0)
+    with pytest.raises(ConfigError, match="option loss.diffusion_weight: 0 needs a D_Initial"):
+        override(cfg, "loss.mse_weight", 0.0)
