@@ -167,3 +167,17 @@ def test_bad_inputs_are_refused_before_any_output(stage, capsys):
             shard.write_bytes(shard.read_bytes()[:-40])
         msg = _assert_refused(run(capsys, *train, "--latents", bad, "--out", run_dir), run_dir)
         assert str(bad) in msg
+
+
+def test_generate_survives_a_progress_bar_that_redraws(stage, capsys, monkeypatch):
+    """tqdm's update returns True whenever it redraws (on a slow machine, at every batch); the
+    generated images must not depend on it."""
+    import tqdm.std
+
+    original = tqdm.std.tqdm.update
+    monkeypatch.setattr(tqdm.std.tqdm, "update", lambda self, n=1: original(self, n) or True)
+    rc, _, err = run(capsys, "generate", "--dit", stage / "run" / "export", "--ae-checkpoint",
+                     stage / "ae", "--classes", "0,dog", "--per-class", 2, "--steps", 2,
+                     "--decoder-steps", 2, "--out", stage / "gen-redraw")
+    assert rc == 0, err
+    assert len(list((stage / "gen-redraw").glob("*.png"))) == 5

@@ -96,10 +96,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     with tqdm(total=len(labels), unit="img", desc="generate", disable=args.no_progress) as bar:
-        xs = [bar.update(x.shape[0]) or x for _, x in gen.batches(
-            labels, steps=args.steps, guidance=args.guidance, decoder_steps=args.decoder_steps,
-            decoder_guidance=args.decoder_guidance, seed=args.seed, batch_size=args.batch_size,
-            decoder=args.decoder)]
+        xs = []  # not `bar.update(n) or x`: update returns True whenever it redraws the bar
+        for _, x in gen.batches(labels, steps=args.steps, guidance=args.guidance,
+                                decoder_steps=args.decoder_steps,
+                                decoder_guidance=args.decoder_guidance, seed=args.seed,
+                                batch_size=args.batch_size, decoder=args.decoder):
+            xs.append(x)
+            bar.update(x.shape[0])
     images = dict(zip(order, torch.cat(xs)))
     with plan.writing() as stage:
         for key, path in paths.items():
