@@ -2,6 +2,7 @@
 run resumes only from the same initial weights."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -106,13 +107,19 @@ def test_fine_tune_on_larger_crops_keeps_the_networks(tmp_path, capsys):
     assert tuned.config.model == model.config.model and tuned.config.data.crop_size == 48
 
 
+def _fine_tune_config(export, *extra):
+    """The config `swycc train --init EXPORT ...extra` would run with."""
+    from swycc.cli.args import build_config
+    from swycc.cli.main import make_parser
+
+    args = ["train", "--init", str(export), "--out", str(Path(export).parent / "o"), *extra]
+    return build_config(make_parser().parse_args(args))
+
+
 def test_fine_tune_does_not_inherit_the_exports_time_budget(tmp_path):
     """An export trained with --time-budget carries time_budget_s and schedule_from_budget in
     its config; a fine-tune from it sizes its own schedule: --total-steps is its length, and
     without --time-budget no budget applies."""
-    from swycc.cli.args import build_config
-    from swycc.cli.main import make_parser
-
     torch.manual_seed(0)
     cfg = shrink(get_preset("tiny"))
     cfg = override(override(cfg, "train.time_budget_s", 6000.0), "train.schedule_from_budget",
@@ -120,8 +127,7 @@ def test_fine_tune_does_not_inherit_the_exports_time_budget(tmp_path):
     Autoencoder.from_config(cfg).save_pretrained(tmp_path / "budgeted")
 
     def tune(*extra):
-        args = ["train", "--init", str(tmp_path / "budgeted"), "--out", str(tmp_path / "o")]
-        return build_config(make_parser().parse_args([*args, *extra])).train
+        return _fine_tune_config(tmp_path / "budgeted", *extra).train
 
     assert Autoencoder.from_pretrained(tmp_path / "budgeted").config.train.time_budget_s == 6000
     t = tune("--total-steps", "4000")
@@ -134,17 +140,13 @@ def test_fine_tune_does_not_inherit_the_exports_time_budget(tmp_path):
 def test_fine_tune_trains_jointly_after_the_autoencoder_phase(tmp_path):
     """An export of the autoencoder-alone phase (loss.diffusion_weight = 0) carries that weight;
     a fine-tune from it trains D_Refine jointly again (weight 1) unless --set keeps it at 0."""
-    from swycc.cli.args import build_config
-    from swycc.cli.main import make_parser
-
     torch.manual_seed(0)
     cfg = override(shrink(get_preset("tiny")), "loss.diffusion_weight", 0.0)
     Autoencoder.from_config(cfg).save_pretrained(tmp_path / "ae")
     assert Autoencoder.from_pretrained(tmp_path / "ae").config.loss.diffusion_weight == 0
 
     def tune(*extra):
-        args = ["train", "--init", str(tmp_path / "ae"), "--out", str(tmp_path / "o")]
-        return build_config(make_parser().parse_args([*args, *extra])).loss.diffusion_weight
+        return _fine_tune_config(tmp_path / "ae", *extra).loss.diffusion_weight
 
     assert tune() == 1.0
     assert tune("--set", "loss.diffusion_weight=0") == 0.0
