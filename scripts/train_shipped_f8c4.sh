@@ -55,8 +55,21 @@ CROPS128=(--batch-size 8 --set data.crop_size=128 --set data.crop_scale_min=0.12
 # limit 2). A joint run of the same crops (lost with its machine) had brought that shift to 1.8
 # levels by step 750 while D_Initial gained only ~0.02 dB at 128 px. Cosine sized to
 # --time-budget 5400 from the measured step rate; it spans sessions: re-run.
-exec .venv/bin/python -m swycc train --init "$RUN-ft128b/export" --out "$RUN-ae" \
+.venv/bin/python -m swycc train --init "$RUN-ft128b/export" --out "$RUN-ae" \
   "${COMMON[@]}" --batch-size 8 --lr 2e-4 --time-budget 5400 --set data.crop_size=none \
   --set data.crop_sizes=128,128,256 --set data.crop_scale_min=0.125 \
   --set loss.diffusion_weight=0 --set train.warmup_steps=100 --set train.export_every=250 \
   --set train.sample_every=0 --set train.checkpoint_every=25
+# Stage 5 (RUN_DIR-deep; not shipped yet): stage 4 plateaued at +1.70 / +1.78 dB over bicubic
+# (its D_Initial's held-out PSNR flat since ~3 CPU hours, train and held-out PSNR alike), so the
+# networks grow: stage 4's export deepened (swycc.autoencoders.grow: 2 ResNet blocks per level in
+# E and D_Initial, 2 at D_Initial's lowest resolution; the new blocks start as the identity, so
+# step 0 decodes exactly as stage 4), then the autoencoder alone again on the same crops, a fixed
+# 3000-step cosine (several sessions on one thread: re-run to resume) with an export every 250.
+exec .venv/bin/python -m swycc train --init "$RUN-ae/export" --out "$RUN-deep" \
+  "${COMMON[@]}" --batch-size 8 --lr 1.5e-4 --total-steps 3000 --set data.crop_size=none \
+  --set data.crop_sizes=128,128,256 --set data.crop_scale_min=0.125 \
+  --set model.encoder.num_res_blocks=2 --set model.decoder.num_res_blocks=2 \
+  --set model.decoder.num_mid_blocks=2 --set loss.diffusion_weight=0 \
+  --set train.warmup_steps=100 --set train.export_every=250 --set train.sample_every=0 \
+  --set train.checkpoint_every=25
