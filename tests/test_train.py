@@ -120,6 +120,30 @@ def test_grad_accumulation_matches_full_batch(tiny_cfg, image_dir, tmp_path):
         assert torch.allclose(a[k], b[k], atol=1e-6), k
 
 
+@pytest.mark.parametrize("method", ["swycc", "gan"])
+def test_passes_of_one_image_match_the_whole_batch(tiny_cfg, image_dir, tmp_path, method):
+    """--pass-pixels: a separable objective (SWYCC) cut into one-image passes makes the same
+    update and logs the same losses; the GAN (not separable: adaptive weight, discriminator
+    batch) is never cut."""
+    from swycc.autoencoders.kinds import with_method
+    from swycc.train.loop import image_passes
+
+    cfg = _cfg(with_method(tiny_cfg, method), image_dir, **LINEAR_ADAM)
+    px = cfg.model.image_size ** 2
+    train(cfg, tmp_path / "whole", max_steps=2, progress=False, pass_pixels=0)
+    train(cfg, tmp_path / "cut", max_steps=2, progress=False, pass_pixels=px)
+    a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "cut")
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+    logs = [[json.loads(line) for line in (tmp_path / run / "metrics.jsonl").open()]
+            for run in ("whole", "cut")]
+    assert logs[0][-1]["loss"] == pytest.approx(logs[1][-1]["loss"], rel=1e-5)
+    x, rows = torch.zeros(5, 3, 8, 8), torch.arange(5)
+    assert [len(r) for _, r in image_passes(x, rows, 2 * 64 + 1)] == [2, 2, 1]
+    assert [r.tolist() for _, r in image_passes(x, rows, 1)] == [[0], [1], [2], [3], [4]]
+    assert len(image_passes(x, rows, 0)) == 1 and len(image_passes((x, x), rows, 64)) == 1
+
+
 def _cli_train(args, env_extra=None):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env_extra or {})}
     return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
@@ -203,3 +227,11 @@ def test_autoencoder_phase_leaves_d_refine_alone(tiny_cfg, image_dir, tmp_path):
     assert any(not torch.equal(one[k], three[k]) for k in initial)
     recs = [json.loads(ln) for ln in (tmp_path / "three" / "metrics.jsonl").read_text().splitlines()]
     assert recs and all("loss_ae" not in r and "loss_mse" in r for r in recs)
+
+
+def test_pass_pixels_option_is_checked(tmp_path, capsys):
+    from swycc.cli import main
+
+    assert main(["train", "--pass-pixels", "-5", "--out", str(tmp_path / "r")]) == 2
+    assert "--pass-pixels: must be 0 (no limit)" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -282,6 +282,21 @@ def positive_int(text: str) -> int:
     return value
 
 
+def pass_pixels_int(text: str) -> int:
+    """--pass-pixels: 0 (no limit) or at least one 8 x 8 patch, at most MAX_PASS_PIXELS."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value != 0 and not 64 <= value <= MAX_PASS_PIXELS:
+        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or in [64, {MAX_PASS_PIXELS}], "
+                                         f"got {value}")
+    return value
+
+
+MAX_PASS_PIXELS = 1 << 30
+
+
 def finite_float(text: str) -> float:
     try:
         value = float(text)

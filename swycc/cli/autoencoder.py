@@ -9,8 +9,7 @@ import torch
 
 from swycc.cli.args import (MAX_PIXELS_ENCODE, add_sampling_options, add_train_options,
                             build_config, decode_progress, guidance_float, image_size_int,
-                            kind_names, load_images,
-                            load_model, report_training, report_written, resolve_max_pixels,
+                            kind_names, load_images, load_model, pass_pixels_int, report_training, report_written, resolve_max_pixels,
                             samples_int, sampling_steps_int, save_samples, tiling, train_steps_int)
 from swycc.autoencoders.kinds import with_method
 from swycc.io.outputs import check_out_outside
@@ -43,6 +42,11 @@ def register(sub) -> None:
     p.add_argument("--allow-data-change", action="store_true",
                    help="resume although the --data folder's files changed since the run "
                         "started (default: refuse)")
+    p.add_argument("--pass-pixels", type=pass_pixels_int, metavar="N",
+                   help="the most pixels in one forward/backward pass: larger batches are "
+                        "cut into passes and their gradients summed, the same update (default "
+                        "on a CPU 65536, one 256 px image: 2x faster per image at 256 px "
+                        "there; elsewhere 0, no limit)")
     add_eval_options(p)
     p.set_defaults(func=cmd_train, budget_schedule=True)
 
@@ -90,7 +94,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_out_outside(args.out, {"--data": cfg.data.path})
     res = train_autoencoder(cfg, args.out, device=args.device, max_steps=args.max_steps,
                             progress=not args.no_progress, tensorboard=args.log == "tensorboard",
-                            allow_data_change=args.allow_data_change)
+                            allow_data_change=args.allow_data_change,
+                            pass_pixels=args.pass_pixels)
     return report_training(res)
 
 

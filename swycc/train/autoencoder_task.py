@@ -125,15 +125,18 @@ def load_initial_weights(model: Autoencoder, cfg: Config) -> None:
 
 def train_autoencoder(cfg: Config, out_dir: str | Path, device: str | None = None,
                       max_steps: int | None = None, progress: bool = True,
-                      tensorboard: bool = False, allow_data_change: bool = False) -> TrainResult:
+                      tensorboard: bool = False, allow_data_change: bool = False,
+                      pass_pixels: int | None = None) -> TrainResult:
     """Train (or resume) ``cfg`` in ``out_dir``; at the end, the export gets the per-channel
     statistics of its latents over the training data (``swycc.autoencoders.latent_stats``).
-    ``tensorboard``: also log to ``out_dir/tb``."""
+    ``tensorboard``: also log to ``out_dir/tb``; ``pass_pixels`` as in
+    ``swycc.train.loop.train``."""
     from swycc.autoencoders.latent_stats import TRAINING_IMAGES, LatentStatsError
     from swycc.autoencoders.stats_export import store_latent_stats
 
     res = train(AutoencoderTask(cfg), out_dir, device=device, max_steps=max_steps,
-                progress=progress, tensorboard=tensorboard, allow_data_change=allow_data_change)
+                progress=progress, tensorboard=tensorboard, allow_data_change=allow_data_change,
+                pass_pixels=pass_pixels)
     if res.export is not None and res.stopped_by != "signal":  # rank 0 wrote it; a SIGTERM
         # (pre-emption) exits at once: the run's resumption measures them
         where = device or ("cuda" if torch.cuda.is_available() else "cpu")  # as the loop's

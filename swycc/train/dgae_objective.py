@@ -60,6 +60,8 @@ class DGAELoss(nn.Module):
 class DGAEObjective(Objective):
     """The loop's interface for method "dgae"; all randomness drawn per global row."""
 
+    separable = True  # means of per-image terms (the KL per latent element)
+
     def __init__(self, cfg: Config, model: DGAE, device: torch.device):
         if not isinstance(model, DGAE):
             raise ValueError("DGAEObjective needs a DGAE model (model.method='dgae')")

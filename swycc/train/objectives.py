@@ -113,6 +113,9 @@ class Objective:
 
     wrapped: nn.Module
     progress_keys: tuple[str, ...] = ()  # logged values the progress bar also shows
+    # the loss is a mean of per-image terms whose randomness is drawn per global row, so the
+    # loop may split a micro-batch into smaller passes without changing it (loop.image_passes)
+    separable: bool = False
 
     def wrap(self, wrapper) -> None:
         """``wrapper`` is e.g. ``lambda m: DDP(m)``; called once by the loop when distributed."""
@@ -135,6 +138,8 @@ class Objective:
 
 class SWYCCObjective(Objective):
     """Eq. (3) for a SWYCC model; randomness drawn per global row (see the module doc)."""
+
+    separable = True  # eq. (3): means of per-image terms (GroupNorm is per image)
 
     def __init__(self, cfg: Config, model: SWYCC, device: torch.device):
         self.cfg, self.model, self.device = cfg, model, device
