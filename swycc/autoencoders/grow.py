@@ -92,7 +92,7 @@ def deepened_state_dict(source: nn.Module, target: nn.Module) -> dict[str, torch
                 for key in src_state:
                     if key.startswith(prefix_old):
                         renamed[key] = prefix_new + key[len(prefix_old):]
-    state = target.state_dict()  # again: the identity blocks' zeros
+    state = target.state_dict()  # with the identity blocks' zeros
     moved = {}
     for key, value in src_state.items():
         dest = renamed.get(key, key)
