@@ -282,6 +282,9 @@ def positive_int(text: str) -> int:
     return value
 
 
+MAX_PASS_PIXELS = 1 << 30
+
+
 def pass_pixels_int(text: str) -> int:
     """--pass-pixels: 0 (no limit) or at least one 8 x 8 patch, at most MAX_PASS_PIXELS."""
     try:
@@ -292,9 +295,6 @@ def pass_pixels_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be 0 (no limit) or in [64, {MAX_PASS_PIXELS}], "
                                          f"got {value}")
     return value
-
-
-MAX_PASS_PIXELS = 1 << 30
 
 
 def finite_float(text: str) -> float:

@@ -197,6 +197,8 @@ def _run(task, out: Path, info: DistInfo, micro: int, dataset, model: nn.Module,
          max_steps: int | None, progress: bool, tensorboard: bool = False,
          evaluator=None, pass_pixels: int = 0) -> TrainResult:
     tc = task.train_config
+    if not getattr(objective, "separable", False):
+        pass_pixels = 0  # its loss is not a mean of per-image terms: never cut its batches
     budget = BudgetSchedule(out, tc) if tc.schedule_from_budget else None
     if budget is not None:
         tc = budget.train_config  # the measured length, once an earlier invocation fixed it
@@ -283,8 +285,7 @@ def _run(task, out: Path, info: DistInfo, micro: int, dataset, model: nn.Module,
                 # global row of each local example: rank r, k-th local example -> r + k * world
                 k = torch.arange(a * micro, (a + 1) * micro)
                 rows = info.rank + k * info.world_size
-                passes = image_passes(batch, rows, pass_pixels
-                                      if getattr(objective, "separable", False) else 0)
+                passes = image_passes(batch, rows, pass_pixels)
                 for j, (part, part_rows) in enumerate(passes):
                     sync = ((a == tc.grad_accum - 1 and j == len(passes) - 1)
                             or not info.enabled)
