@@ -150,3 +150,19 @@ def test_fine_tune_trains_jointly_after_the_autoencoder_phase(tmp_path):
 
     assert tune() == 1.0
     assert tune("--set", "loss.diffusion_weight=0") == 0.0
+
+
+def test_fine_tune_from_a_shipped_models_name(tmp_path, monkeypatch):
+    """--init takes what --checkpoint takes: a shipped model's name resolves to its directory
+    in the package (from any working directory), a local path of that name wins."""
+    from swycc.autoencoders.hub import PRETRAINED_DIR, SHIPPED_NAMES
+
+    monkeypatch.chdir(tmp_path)
+    for name in SHIPPED_NAMES:
+        if (PRETRAINED_DIR / name / "model.safetensors").exists():
+            cfg = init_config(name)
+            assert cfg.init.path == str(PRETRAINED_DIR / name / "model.safetensors")
+            assert cfg.init.weights_sha256 == weights_sha256(PRETRAINED_DIR / name)
+    local = tmp_path / SHIPPED_NAMES[0]
+    _export(local, seed=1)
+    assert init_config(SHIPPED_NAMES[0]).init.weights_sha256 == weights_sha256(local)

@@ -122,8 +122,11 @@ def init_config(path: str) -> Config:
     """The config a fine-tuning run starts from: the export's own (networks, losses, sampling,
     training recipe), with ``init`` naming the export and the hash of its weights."""
     from swycc.autoencoders.base import read_config, weights_file, weights_sha256
+    from swycc.autoencoders.hub import resolve_export
 
-    file = weights_file(path)  # CheckpointError (a ValueError) names a missing or bad export
+    # a local path, a shipped model's name (small-swycc-f8c4) or a Hub id, as --checkpoint takes;
+    # CheckpointError (a ValueError) names a missing or bad export
+    file = weights_file(resolve_export(path))
     cfg = read_config(file)
     # a time budget belongs to the invocation that gave it, not to the recipe: the fine-tune's
     # schedule is its own --total-steps or --time-budget, never the export's measured one
