@@ -18,8 +18,8 @@
 # / 256 px).
 # Why 128 px after 64: on the *training* photos, stage 1's D_Initial decoded whole 256 px photos
 # worse than the same photos cut into 128 px pieces (28.05 vs 28.44 dB, worst colour shift 3.8 vs
-# 2.1 levels): GroupNorm had only seen 64 px crops. The final export of stage 3 is what ships
-# (scripts/ship_f8c4.sh, after ship-check on PHOTO_SET/test).
+# 2.1 levels): GroupNorm had only seen 64 px crops. Stage 3's final export is what ships
+# now; stage 5b's replaces it once ship-check passes it (scripts/ship_f8c4.sh, on PHOTO_SET/test).
 #
 # RUN_DIR belongs outside the work tree (a run outlives a session); PHOTO_SET is the folder that
 # scripts/build_photo_set.sh writes (its train/ is used; test/ is never seen). THREADS (default
@@ -36,6 +36,7 @@ cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${THREADS:-1}
 COMMON=(--data "$PHOTOS/train" --no-progress --set loss.perceptual_weight=0
         --set loss.colour_weight=10 --set data.hue_rotation=0.5)
+if [[ -z "${FROM:-}" ]]; then  # stages 1-3 (FROM names an export to start stage 5b from instead)
 .venv/bin/python -m swycc train --preset small --out "$RUN" "${COMMON[@]}" \
   --time-budget 5100 \
   --set model.encoder.latent_channels=4 --set data.crop_scale_min=0.0625 \
@@ -48,26 +49,23 @@ CROPS128=(--batch-size 8 --set data.crop_size=128 --set data.crop_scale_min=0.12
 .venv/bin/python -m swycc train --init "$RUN-ft128/export" --out "$RUN-ft128b" \
   "${COMMON[@]}" "${CROPS128[@]}" --lr 2e-4 --time-budget 6000 --set train.warmup_steps=100 \
   --set train.export_every=500
-# Stage 4 (RUN_DIR-ae; not shipped yet): stage 3's export, the deterministic autoencoder alone
-# (loss.diffusion_weight=0: E and D_Initial on MSE + mean colour, D_Refine frozen and not run,
-# ~3x cheaper steps on the CPU), on 128 and 256 px crops in one run (data.crop_sizes, 128 drawn
-# twice as often) against the 256 px colour shift that 128 px crops alone leave (2.7 levels,
-# limit 2). A joint run of the same crops (lost with its machine) had brought that shift to 1.8
-# levels by step 750 while D_Initial gained only ~0.02 dB at 128 px. Cosine sized to
-# --time-budget 5400 from the measured step rate; it spans sessions: re-run.
-.venv/bin/python -m swycc train --init "$RUN-ft128b/export" --out "$RUN-ae" \
-  "${COMMON[@]}" --batch-size 8 --lr 2e-4 --time-budget 5400 --set data.crop_size=none \
-  --set data.crop_sizes=128,128,256 --set data.crop_scale_min=0.125 \
-  --set loss.diffusion_weight=0 --set train.warmup_steps=100 --set train.export_every=250 \
-  --set train.sample_every=0 --set train.checkpoint_every=25
-# Stage 5 (RUN_DIR-deep; not shipped yet): stage 4 plateaued at +1.70 / +1.78 dB over bicubic
-# (its D_Initial's held-out PSNR flat since ~3 CPU hours, train and held-out PSNR alike), so the
-# networks grow: stage 4's export deepened (swycc.autoencoders.grow: 2 ResNet blocks per level in
-# E and D_Initial, 2 at D_Initial's lowest resolution; the new blocks start as the identity, so
-# step 0 decodes exactly as stage 4), then the autoencoder alone again on the same crops, a fixed
-# 3000-step cosine (several sessions on one thread: re-run to resume) with an export every 250.
-exec .venv/bin/python -m swycc train --init "$RUN-ae/export" --out "$RUN-deep" \
-  "${COMMON[@]}" --batch-size 8 --lr 1.5e-4 --total-steps 3000 --set data.crop_size=none \
+fi
+# Stages 4 and 5 (history; README, *The f8c4 photo model*): stage 4 trained stage 3's export as
+# the autoencoder alone (loss.diffusion_weight=0) on 128 + 256 px crops and plateaued at +1.70 /
+# +1.78 dB over bicubic; stage 5 deepened stage 4's export and reached +1.78 / +1.91 dB by step
+# 1,750 of 3,000 before both were lost with their machine.
+# Stage 5b (RUN_DIR-deep): stage 3's export deepened (swycc.autoencoders.grow: 2 ResNet blocks per
+# level in E and D_Initial, 2 at D_Initial's lowest resolution; the new blocks start as the
+# identity, so step 0 decodes exactly as stage 3), then the autoencoder alone (loss.diffusion_weight
+# =0: E and D_Initial on MSE + mean colour, D_Refine frozen and not run, ~3x cheaper steps) on 128
+# and 256 px crops in one run (data.crop_sizes, 128 drawn twice as often: 256 px crops bring the
+# 256 px colour shift under 2 levels), lr 1e-4, a cosine sized to --time-budget 7000 from the
+# measured step rate (1,466 steps with two threads on the 2-core AMD EPYC), an export every 250.
+# FROM=small-swycc-f8c4 starts it from the shipped stage-3 weights instead of RUN_DIR-ft128b/export
+# (how it ran: stage 3's run directory was gone with its machine).
+FROM=${FROM:-$RUN-ft128b/export}
+exec .venv/bin/python -m swycc train --init "$FROM" --out "$RUN-deep" \
+  "${COMMON[@]}" --batch-size 8 --lr 1e-4 --time-budget 7000 --set data.crop_size=none \
   --set data.crop_sizes=128,128,256 --set data.crop_scale_min=0.125 \
   --set model.encoder.num_res_blocks=2 --set model.decoder.num_res_blocks=2 \
   --set model.decoder.num_mid_blocks=2 --set loss.diffusion_weight=0 \
