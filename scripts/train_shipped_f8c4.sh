@@ -18,8 +18,8 @@
 # / 256 px).
 # Why 128 px after 64: on the *training* photos, stage 1's D_Initial decoded whole 256 px photos
 # worse than the same photos cut into 128 px pieces (28.05 vs 28.44 dB, worst colour shift 3.8 vs
-# 2.1 levels): GroupNorm had only seen 64 px crops. Stage 3's final export is what ships
-# now; stage 5b's replaces it once ship-check passes it (scripts/ship_f8c4.sh, on PHOTO_SET/test).
+# 2.1 levels): GroupNorm had only seen 64 px crops. Stage 5b's final export is what ships
+# (float16; the default once ship-check passes a later one: scripts/ship_f8c4.sh, on PHOTO_SET/test).
 #
 # RUN_DIR belongs outside the work tree (a run outlives a session); PHOTO_SET is the folder that
 # scripts/build_photo_set.sh writes (its train/ is used; test/ is never seen). THREADS (default
