@@ -61,8 +61,9 @@ fi
 # and 256 px crops in one run (data.crop_sizes, 128 drawn twice as often: 256 px crops bring the
 # 256 px colour shift under 2 levels), lr 1e-4, a cosine sized to --time-budget 7000 from the
 # measured step rate (1,466 steps with two threads on the 2-core AMD EPYC), an export every 250.
-# FROM=small-swycc-f8c4 starts it from the shipped stage-3 weights instead of RUN_DIR-ft128b/export
-# (how it ran: stage 3's run directory was gone with its machine).
+# FROM=small-swycc-f8c4 starts it from the shipped weights instead of RUN_DIR-ft128b/export: stage
+# 3's when it ran (stage 3's run directory was gone with its machine), stage 5b's now (a warm
+# restart: the depth options are then no-ops).
 FROM=${FROM:-$RUN-ft128b/export}
 exec .venv/bin/python -m swycc train --init "$FROM" --out "$RUN-deep" \
   "${COMMON[@]}" --batch-size 8 --lr 1e-4 --time-budget 7000 --set data.crop_size=none \

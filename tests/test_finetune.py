@@ -158,11 +158,10 @@ def test_fine_tune_from_a_shipped_models_name(tmp_path, monkeypatch):
     from swycc.autoencoders.hub import PRETRAINED_DIR, SHIPPED_NAMES
 
     monkeypatch.chdir(tmp_path)
-    for name in SHIPPED_NAMES:
-        if (PRETRAINED_DIR / name / "model.safetensors").exists():
-            cfg = init_config(name)
-            assert cfg.init.path == str(PRETRAINED_DIR / name / "model.safetensors")
-            assert cfg.init.weights_sha256 == weights_sha256(PRETRAINED_DIR / name)
+    for name in SHIPPED_NAMES:  # both are shipped (test_pretrained)
+        cfg = init_config(name)
+        assert cfg.init.path == str(PRETRAINED_DIR / name / "model.safetensors")
+        assert cfg.init.weights_sha256 == weights_sha256(PRETRAINED_DIR / name)
     local = tmp_path / SHIPPED_NAMES[0]
     _export(local, seed=1)
     assert init_config(SHIPPED_NAMES[0]).init.weights_sha256 == weights_sha256(local)
