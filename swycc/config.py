@@ -152,6 +152,11 @@ class LossConfig(Validated):
 
     perceptual_weight: float = 0.1  # lambda_p
     mse_weight: float = 1.0  # lambda_m
+    # "mean": MSE over all pixels of the batch (eq. 3). "log": mean_i ln(MSE_i + 1e-4) over the
+    # batch's images, i.e. minus their mean PSNR up to a scale: its gradient is MSE's with image i
+    # weighted by 1 / MSE_i, so smooth images (where a PSNR-scored model gains least) count as
+    # much as textured ones; mse_weight ~ a typical MSE (0.01) keeps the other terms' balance
+    mse_form: str = choice("mean", ("mean", "log"))
     # efficientnet-lite0 (default), resnet50, vgg16, dists-vgg16, dists-effnetlite0 (Fig. 10)
     perceptual_net: str = choice("efficientnet-lite0", PERCEPTUAL_NET_NAMES)
     perceptual_weights: str | None = None  # local weight file; None = the packaged default

@@ -235,3 +235,28 @@ def test_pass_pixels_option_is_checked(tmp_path, capsys):
     assert main(["train", "--pass-pixels", "-5", "--out", str(tmp_path / "r")]) == 2
     assert "--pass-pixels: must be 0 (no limit)" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_log_mse_form_weights_each_image_by_its_inverse_mse():
+    """loss.mse_form="log": mean_i ln(MSE_i + eps), whose gradient is the per-image MSE gradient
+    scaled by 1 / (N (MSE_i + eps)); the default "mean" is the plain MSE over all pixels."""
+    from swycc.config import LossConfig
+    from swycc.train.objectives import LOG_MSE_EPS, add_initial_losses
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 3, 8, 8, generator=g) * 2 - 1
+    noise = torch.randn(3, 3, 8, 8, generator=g) * torch.tensor([0.01, 0.1, 0.5]).view(3, 1, 1, 1)
+    x_hat = (x + noise).requires_grad_()
+    cfg = LossConfig(perceptual_weight=0.0, mse_form="log", mse_weight=0.5)
+    total, logs = add_initial_losses(x.new_zeros(()), {}, x, x_hat, cfg, None)
+    err = x_hat.detach() - x  # noise up to rounding
+    per = err.pow(2).flatten(1).mean(1)
+    assert float(total) == pytest.approx(0.5 * float((per + LOG_MSE_EPS).log().mean()), rel=1e-6)
+    assert float(logs["loss_mse"]) == pytest.approx(float(per.mean()), rel=1e-6)
+    total.backward()
+    want = 0.5 * 2 * err / (x[0].numel() * 3 * (per + LOG_MSE_EPS).view(3, 1, 1, 1))
+    torch.testing.assert_close(x_hat.grad, want, rtol=1e-5, atol=1e-9)
+    # the default form is the plain MSE over all pixels
+    plain, _ = add_initial_losses(x.new_zeros(()), {}, x, x_hat.detach(),
+                                  LossConfig(perceptual_weight=0.0), None)
+    assert float(plain) == pytest.approx(float(per.mean()), rel=1e-6)

@@ -80,16 +80,22 @@ class SWYCCLoss(nn.Module):
 
 def add_initial_losses(total: torch.Tensor, logs: dict, x: torch.Tensor, x_init: torch.Tensor,
                        cfg: LossConfig, perceptual: nn.Module | None):
-    """+ lambda_m MSE(x, x_init) + lambda_p perceptual(x, x_init) + lambda_c colour(x, x_init); a
-    zero weight costs nothing."""
+    """+ lambda_m MSE(x, x_init) (or mean_i ln MSE_i, loss.mse_form) + lambda_p perceptual(x,
+    x_init) + lambda_c colour(x, x_init); a zero weight costs nothing."""
     if cfg.colour_weight > 0:
         l_c = mean_colour_error(x_init, x)
         total = total + cfg.colour_weight * l_c
         logs["loss_colour"] = l_c.detach()
     if cfg.mse_weight > 0:
-        l_mse = F.mse_loss(x_init, x)
-        total = total + cfg.mse_weight * l_mse
-        logs["loss_mse"] = l_mse.detach()
+        if cfg.mse_form == "log":
+            per_image = (x_init.float() - x.float()).pow(2).flatten(1).mean(1)
+            l_log = (per_image + LOG_MSE_EPS).log().mean()
+            total = total + cfg.mse_weight * l_log
+            logs["loss_log_mse"], logs["loss_mse"] = l_log.detach(), per_image.mean().detach()
+        else:
+            l_mse = F.mse_loss(x_init, x)
+            total = total + cfg.mse_weight * l_mse
+            logs["loss_mse"] = l_mse.detach()
     if cfg.perceptual_weight > 0:
         assert perceptual is not None
         l_p = perceptual(x_init, x)
@@ -154,6 +160,9 @@ class SWYCCObjective(Objective):
         noise = draw_noise(self.cfg.train.seed, step, rows, global_batch, tuple(x.shape[1:]),
                            self.cfg.loss.cond_dropout, x.device)
         return self.wrapped(x, noise.t, noise.eps, noise.keep)
+
+
+LOG_MSE_EPS = 1e-4  # loss.mse_form="log": caps a near-perfect image's weight (~46 dB on [-1, 1])
 
 
 def mean_colour_error(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
