@@ -163,6 +163,12 @@ class LossConfig(Validated):
     # lambda_c: + lambda_c * mean_{n,c} (mean_hw D_Initial(E(x)) - mean_hw x)^2, each image's
     # mean colour (not in the paper; against a systematic per-channel colour bias)
     colour_weight: float = 0.0
+    # lambda_pm: + lambda_pm * mean (avgpool_k D_Initial(E(x)) - avgpool_k x)^2, the error of each
+    # k x k patch's mean colour (k = patch_mean_size, the latent's downsampling factor), which
+    # bicubic-from-1/8 keeps almost exactly and plain MSE leaves several times larger (not in the
+    # paper)
+    patch_mean_weight: float = 0.0
+    patch_mean_size: int = 8
     cond_dropout: float = 0.1  # CFG: D_Initial(E(x)) zeroed on this fraction of examples
     # lambda_d: weight of L_AE (eq. 2) in eq. (3), SWYCC only. 0 trains the deterministic
     # autoencoder alone (E and D_Initial; D_Refine frozen and not run, ~3x cheaper steps): the
@@ -187,12 +193,14 @@ class LossConfig(Validated):
     def check(self) -> None:
         for name in ("perceptual_weight", "mse_weight", "adversarial_weight", "lecam_weight",
                      "kl_weight", "disc_lr_scale", "r1_weight", "colour_weight",
-                     "diffusion_weight"):
+                     "diffusion_weight", "patch_mean_weight"):
             self.require(getattr(self, name) >= 0, name, "must be >= 0")
+        self.require(self.patch_mean_size >= 1, "patch_mean_size", "must be >= 1")
         self.require(self.diffusion_weight > 0 or self.mse_weight > 0
-                     or self.perceptual_weight > 0 or self.colour_weight > 0, "diffusion_weight",
-                     "0 needs a D_Initial term (mse_weight, perceptual_weight or colour_weight) "
-                     "to train")
+                     or self.perceptual_weight > 0 or self.colour_weight > 0
+                     or self.patch_mean_weight > 0, "diffusion_weight",
+                     "0 needs a D_Initial term (mse_weight, perceptual_weight, colour_weight or "
+                     "patch_mean_weight) to train")
         self.require(0 <= self.cond_dropout < 1, "cond_dropout", "must be in [0, 1)")
         self.require(0 <= self.lecam_decay <= 1, "lecam_decay", "must be in [0, 1]")
         self.require(0 < self.perceptual_max_t <= 1, "perceptual_max_t", "must be in (0, 1]")

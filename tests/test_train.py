@@ -260,3 +260,25 @@ def test_log_mse_form_weights_each_image_by_its_inverse_mse():
     plain, _ = add_initial_losses(x.new_zeros(()), {}, x, x_hat.detach(),
                                   LossConfig(perceptual_weight=0.0), None)
     assert float(plain) == pytest.approx(float(per.mean()), rel=1e-6)
+
+
+def test_patch_mean_error_sees_only_each_patchs_mean():
+    """loss.patch_mean_weight: texture that averages to zero within each k x k patch costs
+    nothing; a shift of one patch's mean costs its square over the patches."""
+    from swycc.config import LossConfig
+    from swycc.train.objectives import add_initial_losses, patch_mean_error
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
+    checker = torch.ones(16, 16)
+    checker[::2] *= -1
+    checker[:, ::2] *= -1  # zero mean in every 8x8 (indeed 2x2) patch
+    assert float(patch_mean_error(x + 0.3 * checker, x, 8)) == pytest.approx(0, abs=1e-12)
+    shifted = x.clone()
+    shifted[1, 2, :8, 8:] += 0.5  # one patch of one channel of one image
+    # 2 images x 3 channels x 4 patches = 24 patch means, one off by 0.5
+    assert float(patch_mean_error(shifted, x, 8)) == pytest.approx(0.25 / 24, rel=1e-6)
+    cfg = LossConfig(perceptual_weight=0.0, mse_weight=0.0, patch_mean_weight=2.0)
+    total, logs = add_initial_losses(x.new_zeros(()), {}, x, shifted, cfg, None)
+    assert float(total) == pytest.approx(2 * 0.25 / 24, rel=1e-6)
+    assert set(logs) == {"loss_patch_mean"}

@@ -81,11 +81,16 @@ class SWYCCLoss(nn.Module):
 def add_initial_losses(total: torch.Tensor, logs: dict, x: torch.Tensor, x_init: torch.Tensor,
                        cfg: LossConfig, perceptual: nn.Module | None):
     """+ lambda_m MSE(x, x_init) (or mean_i ln MSE_i, loss.mse_form) + lambda_p perceptual(x,
-    x_init) + lambda_c colour(x, x_init); a zero weight costs nothing."""
+    x_init) + lambda_c colour(x, x_init) + lambda_pm patch means(x, x_init); a zero weight costs
+    nothing."""
     if cfg.colour_weight > 0:
         l_c = mean_colour_error(x_init, x)
         total = total + cfg.colour_weight * l_c
         logs["loss_colour"] = l_c.detach()
+    if cfg.patch_mean_weight > 0:
+        l_pm = patch_mean_error(x_init, x, cfg.patch_mean_size)
+        total = total + cfg.patch_mean_weight * l_pm
+        logs["loss_patch_mean"] = l_pm.detach()
     if cfg.mse_weight > 0:
         if cfg.mse_form == "log":
             per_image = (x_init.float() - x.float()).pow(2).flatten(1).mean(1)
@@ -170,3 +175,10 @@ def mean_colour_error(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     colour bias of the reconstruction, which plain MSE reduces only slowly (it is one number per
     channel against H*W pixel terms)."""
     return (x_hat.float().mean((-2, -1)) - x.float().mean((-2, -1))).pow(2).mean()
+
+
+def patch_mean_error(x_hat: torch.Tensor, x: torch.Tensor, k: int) -> torch.Tensor:
+    """mean over images, channels and k x k patches of (mean_patch x_hat - mean_patch x)^2: the
+    low-frequency part of the error, a few times bicubic-from-1/8's on whole photos when only MSE
+    trains D_Initial (its gradient is weak beside the texture error's)."""
+    return (F.avg_pool2d(x_hat.float(), k) - F.avg_pool2d(x.float(), k)).pow(2).mean()
