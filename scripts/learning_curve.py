@@ -59,9 +59,13 @@ def stage_points(runs: list[Path], step0: int = 0, hours0: float = 0.0,
         last = max(hours)
         exports = {int(p.name.split("-")[1]): p for p in (run / "exports").glob("step-*")}
         if (run / "export" / "model.safetensors").exists():
-            exports.setdefault(last, run / "export")
+            # ``export`` is rewritten at every checkpoint: it holds the latest checkpoint's step
+            # (a running run's last logged step may be past it)
+            saved = [int(p.name.split("-")[1]) for p in (run / "checkpoints").glob("step-*")]
+            exports.setdefault(max(saved, default=last), run / "export")
         for step, path in sorted(exports.items()):
-            points.append((step0 + step, hours0 + hours.get(step, hours[last]), path, i))
+            logged = max((k for k in hours if k <= step), default=last)
+            points.append((step0 + step, hours0 + hours[logged], path, i))
         step0, hours0 = step0 + last, hours0 + hours[last]
     return points
 

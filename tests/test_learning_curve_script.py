@@ -1,0 +1,53 @@
+"""scripts/learning_curve.py: which export is which step, and its training hours."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("learning_curve",
+                                                  REPO / "scripts" / "learning_curve.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run(root: Path, logged: list[tuple[int, float]], numbered: list[int],
+         checkpoints: list[int]) -> Path:
+    (root / "exports").mkdir(parents=True)
+    (root / "checkpoints").mkdir()
+    (root / "export").mkdir()
+    (root / "export" / "model.safetensors").write_bytes(b"")
+    for n in numbered:
+        (root / "exports" / f"step-{n:08d}").mkdir()
+    for n in checkpoints:
+        (root / "checkpoints" / f"step-{n:08d}").mkdir()
+    (root / "metrics.jsonl").write_text("".join(
+        json.dumps({"step": s, "elapsed_s": e}) + "\n" for s, e in logged))
+    return root
+
+
+def test_a_running_runs_export_is_its_latest_checkpoint_not_its_last_logged_step(tmp_path):
+    lc = _script()
+    # logged every 10 steps, checkpoints every 25, numbered exports every 50; still running at 60
+    run = _run(tmp_path / "a", [(10, 36.0), (20, 72.0), (50, 180.0), (60, 216.0)], [50], [50, 75])
+    points = lc.stage_points([run])
+    assert [(s, p.name) for s, _, p, _ in points] == [(50, "step-00000050"), (75, "export")]
+    assert points[0][1] == 180.0 / 3600
+    assert points[1][1] == 216.0 / 3600  # hours of the last logged step at or before 75
+
+
+def test_stages_add_up_and_a_resumed_invocation_keeps_counting_hours(tmp_path):
+    lc = _script()
+    first = _run(tmp_path / "s1", [(10, 100.0), (20, 200.0), (30, 50.0), (40, 150.0)], [20], [40])
+    second = _run(tmp_path / "s2", [(10, 360.0)], [], [10])
+    points = lc.stage_points([first, second])
+    assert [(s, st) for s, _, _, st in points] == [(20, 0), (40, 0), (50, 1)]
+    hours = [h for _, h, _, _ in points]
+    # 200 s, then 150 more after the restart; the second stage adds its 360
+    assert hours == pytest.approx([200 / 3600, 350 / 3600, 710 / 3600])
