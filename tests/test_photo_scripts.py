@@ -1,17 +1,18 @@
-"""scripts/learning_curve.py: which export is which step, and its training hours."""
+"""scripts/learning_curve.py (which export is which step, its training hours) and
+scripts/error_bands.py (the error split into patch means and texture)."""
 
 import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("learning_curve",
-                                                  REPO / "scripts" / "learning_curve.py")
+def _script(name: str = "learning_curve"):
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -51,3 +52,18 @@ def test_stages_add_up_and_a_resumed_invocation_keeps_counting_hours(tmp_path):
     hours = [h for _, h, _, _ in points]
     # 200 s, then 150 more after the restart; the second stage adds its 360
     assert hours == pytest.approx([200 / 3600, 350 / 3600, 710 / 3600])
+
+
+def test_error_bands_split_the_mse_into_patch_means_and_texture():
+    eb = _script("error_bands")
+    g = torch.Generator().manual_seed(0)
+    e = torch.randn(2, 3, 16, 16, generator=g)
+    patch, texture = eb.bands(e)
+    torch.testing.assert_close(patch + texture, e.pow(2).flatten(1).mean(1))
+    flat = torch.zeros(1, 3, 16, 16)
+    flat[0, 0, :8, :8] = 0.5  # one patch off by 0.5: all of it is patch error
+    patch, texture = eb.bands(flat)
+    assert float(patch) == pytest.approx(0.25 * 64 / (3 * 256)) and float(texture) == 0
+    checker = (torch.arange(16)[:, None] + torch.arange(16)).remainder(2) * 2.0 - 1  # +-1
+    patch, texture = eb.bands(checker.expand(1, 3, 16, 16))
+    assert float(patch) == pytest.approx(0, abs=1e-12) and float(texture) == pytest.approx(1)
