@@ -165,8 +165,8 @@ class LossConfig(Validated):
     colour_weight: float = 0.0
     # lambda_pm: + lambda_pm * mean (avgpool_k D_Initial(E(x)) - avgpool_k x)^2, the error of each
     # k x k patch's mean colour (k = patch_mean_size, the latent's downsampling factor), which
-    # bicubic-from-1/8 keeps almost exactly and plain MSE leaves several times larger (not in the
-    # paper)
+    # bicubic-from-1/8 keeps almost exactly and plain MSE leaves up to 8x larger (not in the
+    # paper; a trade against the texture error, README's f8c4 stage 7)
     patch_mean_weight: float = 0.0
     patch_mean_size: int = 8
     cond_dropout: float = 0.1  # CFG: D_Initial(E(x)) zeroed on this fraction of examples
