@@ -30,6 +30,7 @@ from swycc.experiments.ship_check import bicubic_from_eighth, colour_shift, load
 from swycc.io.outputs import write_text_atomic
 from swycc.io.visual import save_figure
 from swycc.metrics import maths
+from swycc.train.checkpoint import CheckpointDir
 
 
 def training_hours(run: Path) -> dict[int, float]:
@@ -61,8 +62,8 @@ def stage_points(runs: list[Path], step0: int = 0, hours0: float = 0.0,
         if (run / "export" / "model.safetensors").exists():
             # ``export`` is rewritten at every checkpoint: it holds the latest checkpoint's step
             # (a running run's last logged step may be past it)
-            saved = [int(p.name.split("-")[1]) for p in (run / "checkpoints").glob("step-*")]
-            exports.setdefault(max(saved, default=last), run / "export")
+            saved = CheckpointDir(run).latest()
+            exports.setdefault(int(saved.name.split("-")[1]) if saved else last, run / "export")
         for step, path in sorted(exports.items()):
             logged = max((k for k in hours if k <= step), default=last)
             points.append((step0 + step, hours0 + hours[logged], path, i))

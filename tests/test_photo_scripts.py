@@ -26,8 +26,10 @@ def _run(root: Path, logged: list[tuple[int, float]], numbered: list[int],
     (root / "export" / "model.safetensors").write_bytes(b"")
     for n in numbered:
         (root / "exports" / f"step-{n:08d}").mkdir()
-    for n in checkpoints:
+    for n in checkpoints:  # as CheckpointDir.save leaves them: the newest named by ``latest``
         (root / "checkpoints" / f"step-{n:08d}").mkdir()
+        (root / "checkpoints" / f"step-{n:08d}" / "state.json").write_text("{}")
+        (root / "checkpoints" / "latest").write_text(f"step-{n:08d}")
     (root / "metrics.jsonl").write_text("".join(
         json.dumps({"step": s, "elapsed_s": e}) + "\n" for s, e in logged))
     return root

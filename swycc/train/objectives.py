@@ -23,6 +23,8 @@ from torch import nn
 from swycc.autoencoders import SWYCC
 from swycc.config import Config, LossConfig
 
+LOG_MSE_EPS = 1e-4  # loss.mse_form="log": caps a near-perfect image's weight (~46 dB on [-1, 1])
+
 
 @dataclass
 class NoiseDraw:
@@ -165,9 +167,6 @@ class SWYCCObjective(Objective):
         noise = draw_noise(self.cfg.train.seed, step, rows, global_batch, tuple(x.shape[1:]),
                            self.cfg.loss.cond_dropout, x.device)
         return self.wrapped(x, noise.t, noise.eps, noise.keep)
-
-
-LOG_MSE_EPS = 1e-4  # loss.mse_form="log": caps a near-perfect image's weight (~46 dB on [-1, 1])
 
 
 def mean_colour_error(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
