@@ -57,7 +57,9 @@ def _describe(hint: Any) -> str:
         return " or ".join("none" if a is type(None) else _describe(a) for a in args)
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_describe(args[0])}s"
+            plural = {bool: "true/false values", int: "integers", float: "numbers",
+                      str: "strings"}
+            return f"a list of {plural.get(args[0]) or _describe(args[0]) + ' values'}"
         return f"a list of {len(args)} values"
     return getattr(hint, "__name__", str(hint))
 

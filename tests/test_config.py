@@ -114,6 +114,10 @@ def test_config_file_values_are_checked(tmp_path):
     d["model"]["encoder"]["latent_channels"] = True  # a bool is not an int here
     with pytest.raises(ConfigError, match="option model.encoder.latent_channels"):
         Config.from_dict(d)
+    d = get_preset("tiny").to_dict()
+    d["model"]["decoder"]["channel_mults"] = "1,2,2,4"
+    with pytest.raises(ConfigError, match="channel_mults: expected a list of integers, got"):
+        Config.from_dict(d)
     bad = tmp_path / "c.json"
     bad.write_text(json.dumps({"train": {"batch_size": "16"}}))
     from swycc.cli import main

@@ -102,11 +102,11 @@ class AutoencoderTask:
 
 def load_initial_weights(model: Autoencoder, cfg: Config) -> None:
     """Fine-tuning: copy the weights of the export ``cfg.init.path`` into ``model``. The export
-    must hold the same networks (its model config equal to ``cfg.model``), or shallower ones
-    that ``cfg.model`` deepens (``swycc.autoencoders.grow``), and still be the file the run was
-    started from (``cfg.init.weights_sha256``)."""
+    must hold the same networks (its model config equal to ``cfg.model``), or smaller ones that
+    ``cfg.model`` deepens or widens (``swycc.autoencoders.grow``), and still be the file the run
+    was started from (``cfg.init.weights_sha256``)."""
     from swycc.autoencoders.base import weights_sha256
-    from swycc.autoencoders.grow import deepened_state_dict, deepening_of
+    from swycc.autoencoders.grow import grown_state_dict, growth_of
 
     path = cfg.init.path
     if weights_sha256(path) != cfg.init.weights_sha256:
@@ -116,9 +116,9 @@ def load_initial_weights(model: Autoencoder, cfg: Config) -> None:
     if source.config.model.method != cfg.model.method:
         raise ValueError(f"init {path}: a {source.config.model.method} model, this run trains "
                          f"a {cfg.model.method} model")
-    try:  # the same networks, or deeper ones (swycc.autoencoders.grow)
-        deepening_of(source.config.model, cfg.model)
-        model.load_state_dict(deepened_state_dict(source, model))
+    try:  # the same networks, or deeper or wider ones (swycc.autoencoders.grow)
+        growth_of(source.config.model, cfg.model)
+        model.load_state_dict(grown_state_dict(source, model))
     except ValueError as e:
         raise ValueError(f"init {path}: {e}") from None
 
