@@ -1,7 +1,10 @@
 """swycc.metrics.photo, .codecs and .reconstructions against hand-computed or independent values:
 the bicubic-from-1/8 baseline (Keys' kernel by hand), the signed colour shift, the gradient-energy
 ratio, the fp16 latent size, JPEG/WebP at a byte budget, the Frechet distance from feature rows
-(against scipy's sqrtm) and scoring reconstructions in hand (against ``evaluate_model``)."""
+(against scipy's sqrtm), scoring reconstructions in hand (against ``evaluate_model``) and their
+leave-one-out replicates (against scoring the other images)."""
+
+import math
 
 import numpy as np
 import pytest
@@ -11,7 +14,8 @@ from swycc.metrics import maths
 from swycc.metrics.codecs import codec_at_bytes, encode, largest_within
 from swycc.metrics.photo import (bicubic_from_eighth, colour_shift, gradient_energy_ratio,
                                  latent_bytes)
-from swycc.metrics.reconstructions import frechet_distance_rows, score_reconstructions
+from swycc.metrics.reconstructions import (frechet_distance_rows, jackknife_se,
+                                          score_reconstructions, score_with_leave_one_out)
 
 
 def keys_cubic(d: float, a: float = -0.75) -> float:
@@ -158,3 +162,28 @@ def test_score_reconstructions_matches_evaluate_model(random_tiny_model):
     assert got["fd_effnetlite0"] == pytest.approx(fd, rel=1e-9) and fd > 0
     with pytest.raises(ValueError, match="does not compute"):
         score_reconstructions(x, x, ["is"], extractors)
+
+
+def test_leave_one_out_scores_are_the_scores_of_the_other_images(random_tiny_model):
+    from swycc.metrics.evaluate import load_extractors
+
+    names = ["psnr", "ssim", "perceptual_effnetlite0", "mmd_effnetlite0", "fd_effnetlite0"]
+    extractors = load_extractors(names)
+    g = torch.Generator().manual_seed(1)
+    x = maths.quantized(torch.rand(4, 3, 32, 32, generator=g) * 2 - 1)
+    with torch.no_grad():
+        y = random_tiny_model().reconstruct_initial(x)
+        full, loo = score_with_leave_one_out(y, x, names, extractors)
+        assert full == pytest.approx(score_reconstructions(y, x, names, extractors), rel=1e-9)
+        for i in range(4):  # each replicate: the plain score of the three other pairs
+            keep = torch.arange(4) != i
+            want = score_reconstructions(y[keep], x[keep], names, extractors)
+            assert {m: v[i] for m, v in loo.items()} == pytest.approx(want, rel=1e-6), i
+    # the jackknife error of a mean is the textbook standard error s / sqrt(N)
+    per_image = maths.psnr(maths.quantized(y), x).double()
+    assert jackknife_se(loo["psnr"]) == pytest.approx(
+        float(per_image.std() / 4 ** 0.5), rel=1e-9)
+    assert jackknife_se([1.0, 2.0, 3.0]) == pytest.approx((4 / 3) ** 0.5)
+    assert math.isnan(jackknife_se([1.0, float("inf"), 3.0]))
+    with pytest.raises(ValueError, match="at least 3 image pairs"):
+        score_with_leave_one_out(y[:2], x[:2], names, extractors)

@@ -60,6 +60,17 @@ def test_judge_held_back_directions():
     r = judge_held_back({"D_Initial": {"psnr": 24.85, "fd_effnetlite0": 10.3}}, init)
     assert [c["pass"] for c in r["comparisons"]] == [False, False]
     assert judge_held_back({"D_Initial": {"psnr": 24.95, "fd_effnetlite0": 10.15}}, init)["pass"]
+    # with both models' leave-one-out values: the jackknife error of the difference, reported
+    # beside a verdict it does not change; d = (0.1, 0.3, 0.2) -> sqrt(2/3 * 0.02)
+    loo_c = {"D_Initial": {"psnr": [25.1, 25.3, 25.2], "fd_effnetlite0": [10.2, 10.4, 10.3]}}
+    loo_b = {"D_Initial": {"psnr": [25.0, 25.0, 25.0], "fd_effnetlite0": [10.1, 10.1, 10.1]}}
+    r = judge_held_back({"D_Initial": {"psnr": 24.85, "fd_effnetlite0": 10.3}}, init,
+                        loo_c, loo_b)
+    assert [c["pass"] for c in r["comparisons"]] == [False, False]
+    for c in r["comparisons"]:
+        assert c["difference_se"] == pytest.approx((2 / 3 * 0.02) ** 0.5)
+    assert r["comparisons"][1]["difference"] == pytest.approx(0.3)
+    assert "difference_se" not in judge_held_back(init, init)["comparisons"][0]
 
 
 # ---- the criteria on hand-made reconstructions -------------------------------------------------
@@ -134,9 +145,14 @@ def test_a_blurring_sampler_fails_criterion_3(extractors):
     v = verdicts(x, blur(x), x, extractors)  # the other way round: samples restore texture
     assert v["3"]["pass"] and v["3"]["spectrum_db_sample"] == 0.0
     # criterion 4 sees the blur too: the blurred decoder is worse than the exact one
-    worse = judge_held_back(verdicts(x, blur(x), blur(x), extractors)["all"]["held_back"],
-                            verdicts(x, x, x, extractors)["all"]["held_back"])
+    blurred, exact = (verdicts(x, y, y, extractors)["all"] for y in (blur(x), x))
+    worse = judge_held_back(blurred["held_back"], exact["held_back"],
+                            blurred["held_back_leave_one_out"], exact["held_back_leave_one_out"])
     assert not worse["pass"]
+    assert len(blurred["held_back_leave_one_out"]["samples"]["ssim"]) == len(x)
+    se = {(c["decoder"], c["metric"]): c.get("difference_se") for c in worse["comparisons"]}
+    assert se["D_Initial", "psnr"] is None  # the exact decoder's PSNR is infinite
+    assert se["D_Initial", "ssim"] > 0 and se["samples", "mmd_effnetlite0"] > 0
 
 
 # ---- the verb end to end -----------------------------------------------------------------------
@@ -197,6 +213,9 @@ def test_ship_check_end_to_end(setup, tmp_path, capsys):
     assert set(report["4_held_back_no_worse"]) == {"16", "32"}
     assert {c["decoder"] for c in report["4_held_back_no_worse"]["16"]["comparisons"]} == \
         {"D_Initial", "samples"}
+    # two images leave too few for a jackknife: no standard errors, the same verdicts
+    c4 = report["4_held_back_no_worse"]["16"]["comparisons"]
+    assert not any("difference_se" in c for c in c4)
     assert Image.open(out / "grid.png").size == (6 * 18 + 2, 14 + 2 * 18 + 2)  # first size
     md = (out / "report.md").read_text()
     assert "colour shift" in md and "| candidate | 32 | p1.png |" in md and "PSNR JPEG" in md

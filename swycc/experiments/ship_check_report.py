@@ -45,6 +45,8 @@ def summary_lines(report: dict) -> list[str]:
             lines += model_lines(report, role, size)
     for size, c4 in report["4_held_back_no_worse"].items():
         worse = [f"{r['decoder']} {r['metric']} {r['candidate']:.4g} vs {r['baseline']:.4g}"
+                 + (f" (difference {r['difference']:+.3g} +- {r['difference_se']:.3g} jackknife "
+                    f"SE over the images)" if "difference_se" in r else "")
                  for r in c4["comparisons"] if not r["pass"]]
         lines.append(f"[{_mark(c4['pass'])}] 4 at {size} px: held-back metrics (PSNR, SSIM, "
                      f"EffNet-Lite0 proxies of D_Initial and samples) no worse than the "
@@ -79,13 +81,15 @@ def markdown(report: dict) -> str:
              "```", *summary_lines(report), "```", "",
              "Definitions:", *[f"- {k}: {v}" for k, v in report["definitions"].items()], "",
              *_image_table(report), "",
-             "| px | decoder | metric | candidate | baseline | margin | better | |",
-             "|---" * 8 + "|"]
+             "| px | decoder | metric | candidate | baseline | margin | difference +- jackknife "
+             "SE | better | |", "|---" * 9 + "|"]
     for size, c4 in report["4_held_back_no_worse"].items():
         for r in c4["comparisons"]:
+            diff = f"{r['candidate'] - r['baseline']:+.3g}" + (
+                f" +- {r['difference_se']:.3g}" if "difference_se" in r else "")
             lines.append(f"| {size} | {r['decoder']} | {METRICS[r['metric']][0]} | "
                          f"{r['candidate']:.4g} | {r['baseline']:.4g} | {r['margin']:.3g} | "
-                         f"{r['better']} | {_mark(r['pass'])} |")
+                         f"{diff} | {r['better']} | {_mark(r['pass'])} |")
     return "\n".join(lines) + "\n"
 
 

@@ -49,12 +49,19 @@ def _distribution(metric: str, recon: FeatureSet, ref: FeatureSet) -> dict[str, 
     return {metric: frechet_distance_rows(recon.matrix(), ref.matrix())}
 
 
+def _subset(net: nn.Module, rows: torch.Tensor, keep: torch.Tensor) -> FeatureSet:
+    """A FeatureSet (statistics and rows) of the rows ``keep`` selects."""
+    f = FeatureSet(net, keep=True, logits=False)
+    f.stats.update(rows[keep])
+    f.rows = [rows[keep]]
+    return f
+
+
 @torch.no_grad()
-def score_reconstructions(y: torch.Tensor, x: torch.Tensor, metrics: list[str],
-                          extractors: dict[str, nn.Module], batch_size: int = 16
-                          ) -> dict[str, float]:
-    """{metric: value} of reconstructions ``y`` of ``x`` ((N, 3, H, W) in [-1, 1], one each).
-    Paired metrics are means over pairs; distribution metrics compare y's set with x's."""
+def _measure(y: torch.Tensor, x: torch.Tensor, metrics: list[str],
+             extractors: dict[str, nn.Module], batch_size: int, keep_rows: bool) -> dict:
+    """{metric: per-pair values (paired metrics) or ("features", extractor name)} plus, under
+    "_features", each extractor's (reconstruction, reference) FeatureSets."""
     from swycc.metrics.proxies import perceptual_pairs
     from swycc.metrics.spectrum import spectrum_distance
 
@@ -65,30 +72,81 @@ def score_reconstructions(y: torch.Tensor, x: torch.Tensor, metrics: list[str],
     if unknown:
         raise ValueError(f"score_reconstructions does not compute {unknown}")
     y, x = maths.quantized(y), maths.quantized(x)
-    out: dict[str, float] = {}
-    feats: dict[str, tuple[FeatureSet, FeatureSet]] = {}
+    out: dict = {"_features": {}}
     for m in metrics:
         ext = METRICS[m][2]
         if m == "perceptual_effnetlite0":
-            v = torch.cat([perceptual_pairs(extractors["perceptual"], y[i:i + batch_size],
-                                            x[i:i + batch_size])
-                           for i in range(0, len(x), batch_size)])
+            out[m] = torch.cat([perceptual_pairs(extractors["perceptual"], y[i:i + batch_size],
+                                                 x[i:i + batch_size])
+                                for i in range(0, len(x), batch_size)])
         elif m == "spectrum_distance_db":
-            v = spectrum_distance(y, x)
+            out[m] = spectrum_distance(y, x)
         elif m in _PAIRED_MATHS:
-            v = _PAIRED_MATHS[m](y, x)
+            out[m] = _PAIRED_MATHS[m](y, x)
         else:
-            if ext not in feats:
+            if ext not in out["_features"]:
                 net = extractors[ext]
-                pair = (FeatureSet(net, ext in KEEP_FEATURES, False),
-                        FeatureSet(net, ext in KEEP_FEATURES, False))
+                keep = keep_rows or ext in KEEP_FEATURES
+                pair = (FeatureSet(net, keep, False), FeatureSet(net, keep, False))
                 pair[0].add(net, y, batch_size)
                 pair[1].add(net, x, batch_size)
-                feats[ext] = pair
-            out.update(_distribution(m, *feats[ext]))
-            continue
-        out[m] = float(v.double().mean())
+                out["_features"][ext] = pair
+            out[m] = ("features", ext)
     return out
 
 
-__all__ = ["frechet_distance_rows", "score_reconstructions"]
+def _scores(measured: dict, extractors: dict[str, nn.Module],
+            keep: torch.Tensor | None = None) -> dict[str, float]:
+    """The metrics of the pairs ``keep`` selects (all when None) from ``_measure``'s output."""
+    out: dict[str, float] = {}
+    for m, v in measured.items():
+        if m == "_features":
+            continue
+        if isinstance(v, tuple):
+            recon, ref = measured["_features"][v[1]]
+            if keep is not None:
+                net = extractors[v[1]]
+                recon = _subset(net, recon.matrix(), keep)
+                ref = _subset(net, ref.matrix(), keep)
+            out.update(_distribution(m, recon, ref))
+        else:
+            out[m] = float((v if keep is None else v[keep]).double().mean())
+    return out
+
+
+def score_reconstructions(y: torch.Tensor, x: torch.Tensor, metrics: list[str],
+                          extractors: dict[str, nn.Module], batch_size: int = 16
+                          ) -> dict[str, float]:
+    """{metric: value} of reconstructions ``y`` of ``x`` ((N, 3, H, W) in [-1, 1], one each).
+    Paired metrics are means over pairs; distribution metrics compare y's set with x's."""
+    return _scores(_measure(y, x, metrics, extractors, batch_size, keep_rows=False), extractors)
+
+
+def score_with_leave_one_out(y: torch.Tensor, x: torch.Tensor, metrics: list[str],
+                             extractors: dict[str, nn.Module], batch_size: int = 16
+                             ) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """``score_reconstructions``'s values and, for each metric, its N jackknife replicates: the
+    value over the pairs with pair i left out (i = 0 .. N-1), from the same features. Needs
+    N >= 3 (a distribution metric needs two rows)."""
+    if len(x) < 3:
+        raise ValueError(f"leave-one-out scores need at least 3 image pairs, got {len(x)}")
+    measured = _measure(y, x, metrics, extractors, batch_size, keep_rows=True)
+    replicates: dict[str, list[float]] = {m: [] for m in metrics}
+    for i in range(len(x)):
+        keep = torch.arange(len(x)) != i
+        for m, v in _scores(measured, extractors, keep).items():
+            replicates[m].append(v)
+    return _scores(measured, extractors), replicates
+
+
+def jackknife_se(replicates: list[float]) -> float:
+    """The jackknife standard error from N leave-one-out values t_i (Efron & Stein 1981):
+    sqrt((N - 1) / N * sum_i (t_i - mean t)^2); NaN when a value is not finite."""
+    t = np.asarray(replicates, dtype=np.float64)
+    if not np.isfinite(t).all():  # e.g. a perfect reconstruction's infinite PSNR
+        return float("nan")
+    return float(np.sqrt((len(t) - 1) / len(t) * np.square(t - t.mean()).sum()))
+
+
+__all__ = ["frechet_distance_rows", "jackknife_se", "score_reconstructions",
+           "score_with_leave_one_out"]
