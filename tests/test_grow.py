@@ -23,6 +23,17 @@ def _deeper(cfg, enc=(2, 3), dec=(3, 2)):
     return cfg
 
 
+def _grown_computes_the_same(source, target) -> torch.Tensor:
+    """Loads ``source`` into ``target``; checks E and D_Initial agree on a batch, returned."""
+    target.load_state_dict(grown_state_dict(source, target))
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        z = source.encode(x)
+        assert torch.allclose(target.encode(x), z, atol=1e-5)
+        assert torch.allclose(target.initial_decoder(z), source.initial_decoder(z), atol=1e-5)
+    return x
+
+
 @pytest.mark.parametrize("method", ["swycc", "gan"])
 def test_deepened_model_computes_what_the_export_computed(method):
     torch.manual_seed(0)
@@ -32,12 +43,7 @@ def test_deepened_model_computes_what_the_export_computed(method):
     target = Autoencoder.from_config(_deeper(cfg))
     n_src = sum(p.numel() for p in source.parameters())
     assert sum(p.numel() for p in target.parameters()) > n_src
-    target.load_state_dict(grown_state_dict(source, target))
-    x = torch.rand(2, 3, 32, 32) * 2 - 1
-    with torch.no_grad():
-        z = source.encode(x)
-        assert torch.allclose(target.encode(x), z, atol=1e-6)
-        assert torch.allclose(target.initial_decoder(z), source.initial_decoder(z), atol=1e-5)
+    x = _grown_computes_the_same(source, target)
     # the new blocks are trainable: their last convolution gets a gradient
     target.initial_decoder(target.encoder(x)).square().mean().backward()
     grads = [b.conv2.weight.grad for b in target.d_initial.blocks if hasattr(b, "conv2")]
@@ -96,13 +102,8 @@ def test_widened_and_deepened_model_computes_what_the_export_computed(method, ad
         "encoder widths [8, 16, 16, 32] -> [12, 16, 16, 32]",
         "decoder widths [8, 16, 16, 32] -> [12, 24, 24, 48]"]
     target = Autoencoder.from_config(grown_cfg)
-    target.load_state_dict(grown_state_dict(source, target))
+    x = _grown_computes_the_same(source, target)
     assert target.d_initial.conv_out.weight.shape[1] == 12
-    x = torch.rand(2, 3, 32, 32) * 2 - 1
-    with torch.no_grad():
-        z = source.encode(x)
-        assert torch.allclose(target.encode(x), z, atol=1e-5)
-        assert torch.allclose(target.initial_decoder(z), source.initial_decoder(z), atol=1e-5)
     # the new channels are live: the output layer's weights from them get a gradient
     target.initial_decoder(target.encoder(x)).square().mean().backward()
     assert target.d_initial.conv_out.weight.grad[:, 8:].abs().sum() > 0
