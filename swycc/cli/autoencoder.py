@@ -36,7 +36,9 @@ def register(sub) -> None:
     add_train_options(p, "runs/train")
     p.add_argument("--init", metavar="EXPORT", help="fine-tune: start from this exported model "
                    "(e.g. small-swycc-f8c4 or a path), its weights and its config; --preset "
-                   "is then unused, the other options and --set change the recipe")
+                   "is then unused, the other options and --set change the recipe; --set "
+                   "may also deepen or widen E and D_Initial (the first step decodes as the "
+                   "export did)")
     p.add_argument("--log", choices=["jsonl", "tensorboard"], default="jsonl",
                    help="tensorboard: also write scalars and sample grids to OUT/tb "
                         "(metrics.jsonl is always written)")
