@@ -14,6 +14,8 @@ d x d matrix square root (4 s for d = 1280 here), and exact (no singular-matrix 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
@@ -57,11 +59,21 @@ def _subset(net: nn.Module, rows: torch.Tensor, keep: torch.Tensor) -> FeatureSe
     return f
 
 
+@dataclass
+class _Measured:
+    """What the metrics are computed from: per metric (in the order asked) either its per-pair
+    values (a tensor) or the name of the extractor whose features it compares; per extractor,
+    the (reconstruction, reference) FeatureSets."""
+
+    values: dict[str, torch.Tensor | str]
+    features: dict[str, tuple[FeatureSet, FeatureSet]]
+
+
 @torch.no_grad()
 def _measure(y: torch.Tensor, x: torch.Tensor, metrics: list[str],
-             extractors: dict[str, nn.Module], batch_size: int, keep_rows: bool) -> dict:
-    """{metric: per-pair values (paired metrics) or ("features", extractor name)} plus, under
-    "_features", each extractor's (reconstruction, reference) FeatureSets."""
+             extractors: dict[str, nn.Module], batch_size: int, keep_rows: bool) -> _Measured:
+    """Per-pair values and feature sets of reconstructions ``y`` of ``x``; ``keep_rows``: keep
+    every extractor's feature rows (for subsets), not only KEEP_FEATURES'."""
     from swycc.metrics.proxies import perceptual_pairs
     from swycc.metrics.spectrum import spectrum_distance
 
@@ -72,43 +84,39 @@ def _measure(y: torch.Tensor, x: torch.Tensor, metrics: list[str],
     if unknown:
         raise ValueError(f"score_reconstructions does not compute {unknown}")
     y, x = maths.quantized(y), maths.quantized(x)
-    out: dict = {"_features": {}}
+    out = _Measured({}, {})
     for m in metrics:
         ext = METRICS[m][2]
         if m == "perceptual_effnetlite0":
-            out[m] = torch.cat([perceptual_pairs(extractors["perceptual"], y[i:i + batch_size],
-                                                 x[i:i + batch_size])
-                                for i in range(0, len(x), batch_size)])
+            out.values[m] = torch.cat([perceptual_pairs(extractors["perceptual"],
+                                                        y[i:i + batch_size], x[i:i + batch_size])
+                                       for i in range(0, len(x), batch_size)])
         elif m == "spectrum_distance_db":
-            out[m] = spectrum_distance(y, x)
+            out.values[m] = spectrum_distance(y, x)
         elif m in _PAIRED_MATHS:
-            out[m] = _PAIRED_MATHS[m](y, x)
+            out.values[m] = _PAIRED_MATHS[m](y, x)
         else:
-            if ext not in out["_features"]:
+            if ext not in out.features:
                 net = extractors[ext]
                 keep = keep_rows or ext in KEEP_FEATURES
                 pair = (FeatureSet(net, keep, False), FeatureSet(net, keep, False))
                 pair[0].add(net, y, batch_size)
                 pair[1].add(net, x, batch_size)
-                out["_features"][ext] = pair
-            out[m] = ("features", ext)
+                out.features[ext] = pair
+            out.values[m] = ext
     return out
 
 
-def _scores(measured: dict, extractors: dict[str, nn.Module],
+def _scores(measured: _Measured, extractors: dict[str, nn.Module],
             keep: torch.Tensor | None = None) -> dict[str, float]:
     """The metrics of the pairs ``keep`` selects (all when None) from ``_measure``'s output."""
+    features = measured.features if keep is None else {
+        ext: tuple(_subset(extractors[ext], f.matrix(), keep) for f in pair)
+        for ext, pair in measured.features.items()}  # each extractor's subset once
     out: dict[str, float] = {}
-    for m, v in measured.items():
-        if m == "_features":
-            continue
-        if isinstance(v, tuple):
-            recon, ref = measured["_features"][v[1]]
-            if keep is not None:
-                net = extractors[v[1]]
-                recon = _subset(net, recon.matrix(), keep)
-                ref = _subset(net, ref.matrix(), keep)
-            out.update(_distribution(m, recon, ref))
+    for m, v in measured.values.items():
+        if isinstance(v, str):
+            out.update(_distribution(m, *features[v]))
         else:
             out[m] = float((v if keep is None else v[keep]).double().mean())
     return out
