@@ -46,12 +46,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"swycc: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     from swycc.errors import USER_ERRORS
+    from swycc.train.distributed import close_after_success
     from swycc.train.loop import TrainingDivergedError
 
     apply_threads(args)  # --threads, before any work
     try:
         check_out_outside_inputs(args)
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        close_after_success()  # under torchrun: every rank leaves together
+        return code
     except TrainingDivergedError as e:
         print(f"swycc: error: {e}", file=sys.stderr)
         return EXIT_DIVERGED

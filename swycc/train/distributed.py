@@ -68,3 +68,13 @@ def barrier(info: DistInfo) -> None:
 def shutdown(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def close_after_success() -> None:
+    """A command's normal end on every rank: wait for the peers, then close the process group.
+    (Left to interpreter exit, a rank tearing gloo down while a peer still talks to it can abort
+    with "terminate called without an active exception".) Not for error paths: a barrier there
+    would wait for a rank that already failed."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
