@@ -30,7 +30,7 @@ from swycc.experiments.ship_check import bicubic_from_eighth, colour_shift, load
 from swycc.io.outputs import write_text_atomic
 from swycc.io.visual import save_figure
 from swycc.metrics import maths
-from swycc.train.checkpoint import CheckpointDir
+from swycc.train.checkpoint import CheckpointDir, step_of
 
 
 def training_hours(run: Path) -> dict[int, float]:
@@ -58,12 +58,12 @@ def stage_points(runs: list[Path], step0: int = 0, hours0: float = 0.0,
         if not hours:
             raise SystemExit(f"{run}/metrics.jsonl has no timed steps")
         last = max(hours)
-        exports = {int(p.name.split("-")[1]): p for p in (run / "exports").glob("step-*")}
+        exports = {step_of(p): p for p in (run / "exports").glob("step-*")}
         if (run / "export" / "model.safetensors").exists():
             # ``export`` is rewritten at every checkpoint: it holds the latest checkpoint's step
             # (a running run's last logged step may be past it)
             saved = CheckpointDir(run).latest()
-            exports.setdefault(int(saved.name.split("-")[1]) if saved else last, run / "export")
+            exports.setdefault(step_of(saved) if saved else last, run / "export")
         for step, path in sorted(exports.items()):
             logged = max((k for k in hours if k <= step), default=last)
             points.append((step0 + step, hours0 + hours[logged], path, i))

@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from swycc.train.checkpoint import CheckpointDir, flatten, unflatten
+from swycc.train.checkpoint import CheckpointDir, flatten, step_of, unflatten
 
 
 def test_flatten_round_trip_with_optimizer_state(tmp_path):
@@ -38,3 +39,11 @@ def test_nothing_is_pickled(tmp_path):
     ckpt = CheckpointDir(tmp_path)
     path = ckpt.save(1, {"w": torch.ones(2)})
     assert sorted(p.name for p in path.iterdir()) == ["state.json", "state.safetensors"]
+
+
+def test_step_of_reads_the_step_a_directory_holds(tmp_path):
+    saved = CheckpointDir(tmp_path).save(1234, {"w": torch.zeros(1)})
+    assert step_of(saved) == 1234 and step_of(tmp_path / "exports" / "step-00000007") == 7
+    for bad in ("export", "step-", "step-12a", "steps-00000012"):
+        with pytest.raises(ValueError, match="not a step-N directory"):
+            step_of(tmp_path / bad)

@@ -67,6 +67,14 @@ def unflatten(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return skeleton
 
 
+def step_of(path: Path) -> int:
+    """The training step a ``step-NNNNNNNN`` directory (checkpoint or numbered export) holds."""
+    prefix, _, digits = path.name.partition("-")
+    if prefix != "step" or not digits.isdigit():
+        raise ValueError(f"{path}: not a step-N directory")
+    return int(digits)
+
+
 class CheckpointDir:
     """The checkpoints of one run directory; keeps the newest ``keep`` of them."""
 
