@@ -3,7 +3,7 @@ and against how much of each photo a view holds.
 
 For each folder (e.g. the photo set's ``train`` and ``test`` splits) and size, every photo's
 centre square of side ``share`` x its shorter side (``share`` 1: the whole photo, as ship-check
-sees it) is resized to the size; the script prints the mean PSNR of D_Initial and of
+sees it; ``swycc.metrics.photo.load_square_photos``) is resized to the size; the script prints the mean PSNR of D_Initial and of
 bicubic-from-1/8 and their difference. A gain that is much larger on the training photos than on
 the test photos at share 1 is overfitting to the training photos (or test photos that are
 harder); a gain that is larger at smaller shares says the model works best on close-ups (the
@@ -22,23 +22,9 @@ from pathlib import Path
 import torch
 
 from swycc import Autoencoder
-from swycc.data.images import list_images, load_image, resize
 from swycc.io.outputs import write_text_atomic
 from swycc.metrics import maths
-from swycc.metrics.photo import bicubic_from_eighth
-
-
-def centre_views(folder: str | Path, size: int, share: float) -> torch.Tensor:
-    """(N, 3, size, size) 8-bit levels in [-1, 1]: each photo's centre square of side
-    share x its shorter side, resized to size."""
-    views = []
-    for path in list_images(folder):
-        x = load_image(path)
-        h, w = x.shape[-2:]
-        side = max(1, round(share * min(h, w)))
-        top, left = (h - side) // 2, (w - side) // 2
-        views.append(resize(x[:, top:top + side, left:left + side], size, size))
-    return maths.quantized(torch.stack(views))
+from swycc.metrics.photo import bicubic_from_eighth, load_square_photos
 
 
 @torch.no_grad()
@@ -59,15 +45,15 @@ def main() -> None:
     p.add_argument("--json", type=Path, help="also write the rows here")
     args = p.parse_args()
     bad = [s for s in args.shares if not 0 < s <= 1]
-    if bad:
+    if bad:  # before the model loads; load_square_photos would refuse them too
         raise SystemExit(f"--shares must lie in (0, 1], got {bad}")
     model = Autoencoder.from_pretrained(args.model).eval()
     rows = []
     for folder in args.folders:
         for size in args.sizes:
             for share in args.shares:
-                row = {"folder": str(folder), "size": size, "share": share,
-                       **gain(model, centre_views(folder, size, share))}
+                _, x = load_square_photos(folder, size, share)
+                row = {"folder": str(folder), "size": size, "share": share, **gain(model, x)}
                 rows.append(row)
                 print(f"{Path(folder).name:>12} {size:4d} px share {share:.2f}: D_Initial "
                       f"{row['d_initial']:.2f} dB, bicubic {row['bicubic']:.2f} dB, "

@@ -77,6 +77,27 @@ def test_folder_labels_skips_corrupt_and_deterministic_crops(tmp_path):
 def test_eval_centre_crop_is_exact():
     x = torch.arange(2 * 4 * 6, dtype=torch.float32).reshape(2, 4, 6).expand(3, 2, 4, 6)[:, 0]
     assert torch.equal(center_crop_square(x, 4), x[:, :, 1:5])
+    # a close-up: half the shorter side (2 of 4), centred
+    assert torch.equal(center_crop_square(x, 2, 0.5), x[:, 1:3, 2:4])
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="share must lie in"):
+            center_crop_square(x, 2, bad)
+
+
+def test_square_photos_as_close_ups(tmp_path):
+    from PIL import Image
+
+    from swycc.metrics.photo import load_square_photos
+
+    framed = torch.zeros(40, 60, 3, dtype=torch.uint8)
+    framed[10:30, 20:40] = torch.tensor([200, 50, 100], dtype=torch.uint8)  # centre 20 x 20
+    Image.fromarray(framed.numpy()).save(tmp_path / "framed.png")
+    # share 0.5 of the 40-pixel shorter side: the 20 x 20 block alone, one colour
+    _, block = load_square_photos(tmp_path, 16, 0.5)
+    want = torch.tensor([200, 50, 100]) / 127.5 - 1
+    torch.testing.assert_close(block[0], want[:, None, None].expand(3, 16, 16), rtol=0, atol=1e-6)
+    _, whole = load_square_photos(tmp_path, 16)  # share 1: the largest square, frame included
+    assert float(whole[0].amin()) == -1.0
 
 
 def test_embedded_set_offline_and_heldout_disjoint():

@@ -294,10 +294,13 @@ def resize_shorter_side(x: torch.Tensor, size: int) -> torch.Tensor:
     return resize(x, max(size, round(h * s)), max(size, round(w * s)))
 
 
-def center_crop_square(x: torch.Tensor, size: int) -> torch.Tensor:
-    """The largest centre square, resized to size x size."""
+def center_crop_square(x: torch.Tensor, size: int, share: float = 1.0) -> torch.Tensor:
+    """The centre square of side ``share`` x the shorter side (1: the largest), resized to
+    size x size."""
+    if not 0 < share <= 1:
+        raise ValueError(f"share must lie in (0, 1], got {share}")
     h, w = x.shape[-2:]
-    c = min(h, w)
+    c = max(1, round(share * min(h, w)))
     top, left = (h - c) // 2, (w - c) // 2
     return resize(x[:, top:top + c, left:left + c], size, size)
 

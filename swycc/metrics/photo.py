@@ -5,8 +5,8 @@ Images are (N, 3, H, W) in [-1, 1]; one 8-bit level is 1 / 127.5 of that range.
 - ``bicubic_from_eighth``: the baseline every latent must beat: each 8x8 patch averaged to its
   mean colour (area downsampling by 8: 3 numbers per patch), bicubic-upsampled back
   (a = -0.75, align_corners=False, edges replicated) and clamped.
-- ``load_square_photos``: every image of a folder, its largest centre square at one size, in
-  the 8-bit levels a PNG holds.
+- ``load_square_photos``: every image of a folder, its largest centre square (or a centre
+  close-up of a share of the shorter side) at one size, in the 8-bit levels a PNG holds.
 - ``colour_shift`` / ``channel_mean_error``: per RGB channel the signed error of the means in
   8-bit levels (both images quantised to levels 0-255 first), e_c = mean(y_c) - mean(x_c); the
   image's colour shift is max_c |e_c|.
@@ -31,8 +31,10 @@ LEVELS_PER_UNIT = 127.5  # 8-bit levels per unit of the [-1, 1] range
 FP16_BYTES = 2
 
 
-def load_square_photos(folder: str | Path, size: int) -> tuple[list[str], torch.Tensor]:
-    """(file names, (N, 3, size, size) 8-bit levels in [-1, 1]) for every image of ``folder``.
+def load_square_photos(folder: str | Path, size: int,
+                       share: float = 1.0) -> tuple[list[str], torch.Tensor]:
+    """(file names, (N, 3, size, size) 8-bit levels in [-1, 1]) for every image of ``folder``:
+    its centre square of side ``share`` x the shorter side (1: the largest, the whole photo).
     ValueError when it is not a folder; ImageError (naming the file) for an unreadable image or
     a folder without any."""
     from swycc.data.images import center_crop_square, list_images, load_image
@@ -40,7 +42,7 @@ def load_square_photos(folder: str | Path, size: int) -> tuple[list[str], torch.
     if not Path(folder).is_dir():
         raise ValueError(f"{folder}: no such image folder")
     files = list_images(folder)
-    x = torch.stack([center_crop_square(load_image(p), size) for p in files])
+    x = torch.stack([center_crop_square(load_image(p), size, share) for p in files])
     return [p.name for p in files], quantized(x)
 
 
