@@ -299,6 +299,9 @@ class DataConfig(Validated):
     # image folders, training: share of crops whose colours are rotated about the grey axis by
     # a random angle (the embedded set always rotates half of them); 0 = off
     hue_rotation: float = 0.0
+    # image folders, training: share of crops turned by a random 1, 2 or 3 quarter turns (with
+    # the random left-right flip: all 8 symmetries of the square); new views of few photos; 0 = off
+    quarter_turns: float = 0.0
     # training crops' side in pixels; None = model.image_size. The networks are convolutional
     # (attention placed by model.image_size), so a model can be fine-tuned on larger crops than
     # it was built for: GroupNorm then sees the statistics of the larger images it decodes
@@ -325,6 +328,7 @@ class DataConfig(Validated):
                      "trained with crop_size: --set data.crop_size=none first)")
         self.require(self.eval_grid >= 1, "eval_grid", "must be >= 1")
         self.require(0 <= self.hue_rotation <= 1, "hue_rotation", "must be in [0, 1]")
+        self.require(0 <= self.quarter_turns <= 1, "quarter_turns", "must be in [0, 1]")
         self.require(self.held_out >= 0, "held_out", "must be >= 0")
         self.require(self.train_crops >= 1, "train_crops", "must be >= 1")
         at_most(self, ("held_out", "train_crops"), MAX_COUNT)

@@ -173,3 +173,31 @@ def test_crop_sizes_checked():
         DataConfig(path="x", crop_sizes=(8, 12))
     with pytest.raises(ConfigError, match="not both"):
         DataConfig(path="x", crop_sizes=(8, 16), crop_size=16)
+
+
+def test_quarter_turns_turn_the_same_crop(tmp_path):
+    """data.quarter_turns: a turned crop is the unturned run's crop turned by 1, 2 or 3 quarter
+    turns (all three drawn), at the share asked for; off, the crops are the old ones."""
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40, 52 + i, 3), dtype=np.uint8)).save(
+            tmp_path / f"p{i}.png")
+    plain = build_dataset(DataConfig(path=str(tmp_path), crop_scale_min=0.5), 16, train=True)
+    turned = build_dataset(DataConfig(path=str(tmp_path), crop_scale_min=0.5, quarter_turns=1.0),
+                           16, train=True)
+    half = build_dataset(DataConfig(path=str(tmp_path), crop_scale_min=0.5, quarter_turns=0.5),
+                         16, train=True)
+    seen, kept = set(), 0
+    for epoch in range(20):
+        for i in range(3):
+            x0, x1 = plain[(epoch, i)][0], turned[(epoch, i)][0]
+            turns = [k for k in (1, 2, 3) if torch.equal(x1, torch.rot90(x0, k, dims=(-2, -1)))]
+            assert len(turns) == 1
+            seen.add(turns[0])
+            kept += torch.equal(half[(epoch, i)][0], x0)
+    assert seen == {1, 2, 3}
+    assert 15 <= kept <= 45  # about half of 60 crops left as they were
+    from swycc.config import ConfigError
+
+    with pytest.raises(ConfigError, match="quarter_turns"):
+        DataConfig(path="x", quarter_turns=1.5)

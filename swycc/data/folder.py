@@ -43,10 +43,11 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
     def __init__(self, root: str | os.PathLike, size: int, train: bool, labels: bool = False,
                  seed: int = 0, crop_scale_min: float = 1.0, eval_grid: int = 1,
-                 hue_rotation: float = 0.0, batch_crop_sizes: tuple[int, ...] = ()):
+                 hue_rotation: float = 0.0, batch_crop_sizes: tuple[int, ...] = (),
+                 quarter_turns: float = 0.0):
         self.root, self.size, self.train, self.seed = Path(root), size, train, seed
         self.batch_crop_sizes = tuple(batch_crop_sizes) if train else ()
-        self.hue_rotation = hue_rotation
+        self.hue_rotation, self.quarter_turns = hue_rotation, quarter_turns
         self.crop_scale_min, self.eval_grid = crop_scale_min, eval_grid
         self.cells = 1 if train else eval_grid * eval_grid  # evaluation images per file
         scan = checked_scan(root)  # warns about what it leaves out
@@ -139,7 +140,10 @@ class ImageFolderDataset(torch.utils.data.Dataset):
                     x = x.flip(-1) if bool(torch.rand(1, generator=g) < 0.5) else x
                 else:
                     x = random_crop_flip(resize_shorter_side(to_float(x), size), size, g)
-                # drawn only when on, so that runs without it see the same crops as before
+                # drawn only when on, so that runs without them see the same crops as before
+                if self.quarter_turns > 0 and float(torch.rand(1, generator=g)) < self.quarter_turns:
+                    turns = int(torch.randint(1, 4, (1,), generator=g))
+                    x = torch.rot90(x, turns, dims=(-2, -1))  # square crops: same shape
                 if self.hue_rotation > 0 and float(torch.rand(1, generator=g)) < self.hue_rotation:
                     x = hue_rotation(x, (float(torch.rand(1, generator=g)) * 2 - 1) * math.pi)
             elif self.eval_grid > 1:
@@ -160,4 +164,5 @@ def build_dataset(cfg: DataConfig, size: int, train: bool, seed: int = 0):
                                    train_crops=cfg.train_crops, seed=seed)
     return ImageFolderDataset(cfg.path, size, train=train, labels=cfg.labels, seed=seed,
                               crop_scale_min=cfg.crop_scale_min, eval_grid=cfg.eval_grid,
-                              hue_rotation=cfg.hue_rotation, batch_crop_sizes=cfg.crop_sizes)
+                              hue_rotation=cfg.hue_rotation, batch_crop_sizes=cfg.crop_sizes,
+                              quarter_turns=cfg.quarter_turns)
