@@ -1,3 +1,4 @@
+import math
 import warnings
 
 import numpy as np
@@ -201,3 +202,29 @@ def test_quarter_turns_turn_the_same_crop(tmp_path):
 
     with pytest.raises(ConfigError, match="quarter_turns"):
         DataConfig(path="x", quarter_turns=1.5)
+
+
+def test_hue_rotation_turns_colours_about_the_grey_axis(tmp_path):
+    """Rodrigues' rotation about (1, 1, 1): greys stay, a third of a turn cycles R -> G -> B, the
+    channel mean of every pixel is kept (no clamping inside the gamut); data.hue_rotation=1 gives
+    every folder crop such a rotation of the plain crop."""
+    from swycc.data.images import hue_rotation
+
+    g = torch.Generator().manual_seed(0)
+    grey = torch.rand(1, 4, 4, generator=g).expand(3, 4, 4) * 2 - 1
+    assert torch.allclose(hue_rotation(grey, 1.234), grey, atol=1e-6)
+    x = torch.rand(3, 4, 4, generator=g) * 2 - 1
+    assert torch.allclose(hue_rotation(x, 2 * math.pi / 3), x[[2, 0, 1]], atol=1e-6)
+    soft = x * 0.3  # well inside the gamut: nothing clamps
+    y = hue_rotation(soft, 0.7)
+    assert torch.allclose(y.mean(0), soft.mean(0), atol=1e-6)
+    assert not torch.allclose(y, soft, atol=1e-3)
+    rng = np.random.default_rng(2)
+    Image.fromarray(rng.integers(60, 190, (40, 48, 3), dtype=np.uint8)).save(tmp_path / "p.png")
+    plain = build_dataset(DataConfig(path=str(tmp_path), crop_scale_min=0.5), 16, train=True)
+    hued = build_dataset(DataConfig(path=str(tmp_path), crop_scale_min=0.5, hue_rotation=1.0),
+                         16, train=True)
+    for epoch in range(4):
+        x0, x1 = plain[(epoch, 0)][0], hued[(epoch, 0)][0]
+        assert not torch.allclose(x0, x1, atol=1e-3)
+        assert torch.allclose(x0.mean(0), x1.mean(0), atol=1e-5)  # same crop, colours turned
