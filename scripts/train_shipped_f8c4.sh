@@ -18,8 +18,12 @@
 # / 256 px).
 # Why 128 px after 64: on the *training* photos, stage 1's D_Initial decoded whole 256 px photos
 # worse than the same photos cut into 128 px pieces (28.05 vs 28.44 dB, worst colour shift 3.8 vs
-# 2.1 levels): GroupNorm had only seen 64 px crops. Stage 5b's final export is what ships
-# (float16; the default once ship-check passes a later one: scripts/ship_f8c4.sh, on PHOTO_SET/test).
+# 2.1 levels): GroupNorm had only seen 64 px crops. Stage 10 (VIEWS=1 with FROM naming stage 5b's
+# export, e.g. the package's weights before stage 10 shipped: `git show 436eab4:swycc/pretrained/...`)
+# is stage 5b's command with new views of the photos: half the crops turned by quarter turns
+# (data.quarter_turns=0.5), crops of 1/16 to all of the shorter side, a fixed 905-step cosine (what
+# --time-budget 5400 measured there). Stage 10's final export is what ships (float16; the default
+# once ship-check passes a later one: scripts/ship_f8c4.sh, on PHOTO_SET/test).
 #
 # RUN_DIR belongs outside the work tree (a run outlives a session); PHOTO_SET is the folder that
 # scripts/build_photo_set.sh writes (its train/ is used; test/ is never seen). THREADS (default
@@ -65,9 +69,14 @@ fi
 # 3's when it ran (stage 3's run directory was gone with its machine), stage 5b's now (a warm
 # restart: the depth options are then no-ops).
 FROM=${FROM:-$RUN-ft128b/export}
-exec .venv/bin/python -m swycc train --init "$FROM" --out "$RUN-deep" \
-  "${COMMON[@]}" --batch-size 8 --lr 1e-4 --time-budget 7000 --set data.crop_size=none \
-  --set data.crop_sizes=128,128,256 --set data.crop_scale_min=0.125 \
+DEEP=(--out "$RUN-deep" --time-budget 7000 --set data.crop_scale_min=0.125)
+if [[ -n "${VIEWS:-}" ]]; then  # stage 10
+  DEEP=(--out "$RUN-views" --total-steps 905 --set data.crop_scale_min=0.0625
+        --set data.quarter_turns=0.5)
+fi
+exec .venv/bin/python -m swycc train --init "$FROM" "${DEEP[@]}" \
+  "${COMMON[@]}" --batch-size 8 --lr 1e-4 --set data.crop_size=none \
+  --set data.crop_sizes=128,128,256 \
   --set model.encoder.num_res_blocks=2 --set model.decoder.num_res_blocks=2 \
   --set model.decoder.num_mid_blocks=2 --set loss.diffusion_weight=0 \
   --set train.warmup_steps=100 --set train.export_every=250 --set train.sample_every=0 \
