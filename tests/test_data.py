@@ -202,6 +202,8 @@ def test_quarter_turns_turn_the_same_crop(tmp_path):
 
     with pytest.raises(ConfigError, match="quarter_turns"):
         DataConfig(path="x", quarter_turns=1.5)
+    with pytest.raises(ValueError, match="quarter_turns needs an image folder"):
+        build_dataset(DataConfig(quarter_turns=0.5), 16, train=True)
 
 
 def test_hue_rotation_turns_colours_about_the_grey_axis(tmp_path):

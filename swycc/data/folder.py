@@ -160,6 +160,9 @@ def build_dataset(cfg: DataConfig, size: int, train: bool, seed: int = 0):
         if cfg.crop_sizes and train:
             raise ValueError("data.crop_sizes needs an image folder (--data); the embedded set's "
                              "crops have one size")
+        if cfg.quarter_turns and train:
+            raise ValueError("data.quarter_turns needs an image folder (--data); the embedded "
+                             "set draws its own views (--set data.quarter_turns=0)")
         return EmbeddedCropDataset(size, "train" if train else "heldout", held_out=cfg.held_out,
                                    train_crops=cfg.train_crops, seed=seed)
     return ImageFolderDataset(cfg.path, size, train=train, labels=cfg.labels, seed=seed,
