@@ -3,11 +3,12 @@ and against how much of each photo a view holds.
 
 For each folder (e.g. the photo set's ``train`` and ``test`` splits) and size, every photo's
 centre square of side ``share`` x its shorter side (``share`` 1: the whole photo, as ship-check
-sees it; ``swycc.metrics.photo.load_square_photos``) is resized to the size; the script prints the mean PSNR of D_Initial and of
-bicubic-from-1/8 and their difference. A gain that is much larger on the training photos than on
-the test photos at share 1 is overfitting to the training photos (or test photos that are
-harder); a gain that is larger at smaller shares says the model works best on close-ups (the
-training crops' range, ``data.crop_scale_min``) rather than on whole photos.
+sees it; ``swycc.metrics.photo.load_square_photos``) is resized to the size; the script prints
+the mean PSNR of D_Initial and of bicubic-from-1/8 and their difference. A gain that is much
+larger on the training photos than on the test photos at share 1 is overfitting to the training
+photos (or test photos that are harder); a gain that is larger at smaller shares says the model
+works best on close-ups (the training crops' range, ``data.crop_scale_min``) rather than on whole
+photos.
 
     .venv/bin/python scripts/generalisation_gap.py swycc/pretrained/small-swycc-f8c4 \\
         /work/data/photoset/train /work/data/photoset/test --shares 0.5 1 --json gap.json

@@ -110,6 +110,22 @@ class ImageFolderDataset(torch.utils.data.Dataset):
             self._skip_flags[i] = reason
             warnings.warn(f"skipping {message}", stacklevel=3)
 
+    def _training_view(self, x: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
+        """A random size x size crop of the 8-bit picture x, flipped, turned and hue-rotated as
+        configured; every draw comes from g (the sample's own generator)."""
+        if self.crop_scale_min < 1:
+            x = random_scale_crop(x, size, self.crop_scale_min, g)
+            x = x.flip(-1) if bool(torch.rand(1, generator=g) < 0.5) else x
+        else:
+            x = random_crop_flip(resize_shorter_side(to_float(x), size), size, g)
+        # each drawn only when on, so that runs without it see the same crops as before
+        if self.quarter_turns > 0 and float(torch.rand(1, generator=g)) < self.quarter_turns:
+            turns = int(torch.randint(1, 4, (1,), generator=g))
+            x = torch.rot90(x, turns, dims=(-2, -1))  # square crops: same shape
+        if self.hue_rotation > 0 and float(torch.rand(1, generator=g)) < self.hue_rotation:
+            x = hue_rotation(x, (float(torch.rand(1, generator=g)) * 2 - 1) * math.pi)
+        return x
+
     def __getitem__(self, item: int | tuple[int, ...]) -> tuple[torch.Tensor, int]:
         epoch, index = _split(item)
         # the batch's crop side (same random crop, only its resolution differs)
@@ -134,18 +150,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
                                  f"or too thin to crop")
                 continue
             if self.train:
-                g = sample_generator(self.seed, epoch, index)
-                if self.crop_scale_min < 1:
-                    x = random_scale_crop(x, size, self.crop_scale_min, g)
-                    x = x.flip(-1) if bool(torch.rand(1, generator=g) < 0.5) else x
-                else:
-                    x = random_crop_flip(resize_shorter_side(to_float(x), size), size, g)
-                # drawn only when on, so that runs without them see the same crops as before
-                if self.quarter_turns > 0 and float(torch.rand(1, generator=g)) < self.quarter_turns:
-                    turns = int(torch.randint(1, 4, (1,), generator=g))
-                    x = torch.rot90(x, turns, dims=(-2, -1))  # square crops: same shape
-                if self.hue_rotation > 0 and float(torch.rand(1, generator=g)) < self.hue_rotation:
-                    x = hue_rotation(x, (float(torch.rand(1, generator=g)) * 2 - 1) * math.pi)
+                x = self._training_view(x, size, sample_generator(self.seed, epoch, index))
             elif self.eval_grid > 1:
                 x = grid_crop(x, self.size, self.eval_grid, cell)
             else:
